@@ -1,0 +1,550 @@
+//! The decision endpoints. One strict header set per proxy flavour turns the
+//! request into a `Target`; `decide()` gives the verdict; the answer takes the
+//! shape that flavour's proxy understands. Nothing here waits on a database.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::app::AppState;
+use crate::decision::target::{
+    canonical_host, canonical_method, canonical_path, client_address, split_absolute_url,
+    split_origin_form, Scheme,
+};
+use crate::decision::{decide, CredentialError, Decision, Reason, Subject, Target, TargetError};
+
+/// Which proxy convention a request arrived under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    /// nginx `auth_request`, ingress-nginx `auth-url`: `X-Original-URL`, 401 + `Location`.
+    Nginx,
+    /// Caddy `forward_auth`, Traefik `ForwardAuth`: `X-Forwarded-*`, 302 to login.
+    Forward,
+}
+
+impl Flavour {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Nginx => "nginx",
+            Self::Forward => "forward",
+        }
+    }
+}
+
+static REMOTE_USER: HeaderName = HeaderName::from_static("remote-user");
+static REMOTE_GROUPS: HeaderName = HeaderName::from_static("remote-groups");
+static REMOTE_EMAIL: HeaderName = HeaderName::from_static("remote-email");
+static REMOTE_NAME: HeaderName = HeaderName::from_static("remote-name");
+
+pub async fn nginx(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    handle(&st, Flavour::Nginx, peer.ip(), &headers).await
+}
+
+pub async fn forward(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    handle(&st, Flavour::Forward, peer.ip(), &headers).await
+}
+
+/// Exactly one value of a header, as text; several values are ambiguous.
+fn single<'a>(h: &'a HeaderMap, name: &'static str) -> Result<Option<&'a str>, TargetError> {
+    let mut it = h.get_all(name).iter();
+    let first = match it.next() {
+        None => return Ok(None),
+        Some(v) => v,
+    };
+    if it.next().is_some() {
+        return Err(TargetError::DuplicateHeader(name));
+    }
+    first
+        .to_str()
+        .map(Some)
+        .map_err(|_| TargetError::MissingHeader(name))
+}
+
+fn required<'a>(h: &'a HeaderMap, name: &'static str) -> Result<&'a str, TargetError> {
+    single(h, name)?.ok_or(TargetError::MissingHeader(name))
+}
+
+/// The WebSocket handshake headers that survive every proxy (see PROXY-NOTES).
+fn is_websocket(h: &HeaderMap) -> bool {
+    h.contains_key("sec-websocket-key") && h.contains_key("sec-websocket-version")
+}
+
+/// Reads the proxy's description of the request. Forwarded headers count only
+/// when the socket peer is a trusted proxy; otherwise there is no target at all.
+pub fn parse_target(
+    flavour: Flavour,
+    trusted: &[ipnet::IpNet],
+    peer: IpAddr,
+    h: &HeaderMap,
+    now: i64,
+) -> Result<Target, TargetError> {
+    let peer = peer.to_canonical();
+    if !crate::decision::target::in_nets(peer, trusted) {
+        return Err(TargetError::UntrustedCaller);
+    }
+    let xff = h
+        .get_all("x-forwarded-for")
+        .iter()
+        .map(|v| v.to_str().map_err(|_| TargetError::BadForwardedFor))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (scheme, authority, path_and_query, method, client) = match flavour {
+        Flavour::Nginx => {
+            let url = required(h, "x-original-url")?;
+            let (scheme, authority, pq) = split_absolute_url(url)?;
+            let method = single(h, "x-original-method")?.unwrap_or("GET");
+            let client = if xff.is_empty() {
+                match single(h, "x-real-ip")? {
+                    Some(ip) => client_address(peer, trusted, [ip])?,
+                    None => peer,
+                }
+            } else {
+                client_address(peer, trusted, xff.iter().copied())?
+            };
+            (scheme, authority, pq, method, client)
+        }
+        Flavour::Forward => {
+            let scheme = Scheme::parse(required(h, "x-forwarded-proto")?)?;
+            let authority = required(h, "x-forwarded-host")?;
+            let uri = required(h, "x-forwarded-uri")?;
+            let method = required(h, "x-forwarded-method")?;
+            let client = client_address(peer, trusted, xff.iter().copied())?;
+            (scheme, authority, uri, method, client)
+        }
+    };
+    let (path, _query) = split_origin_form(path_and_query)?;
+    let (host, port) = canonical_host(authority, scheme)?;
+    Ok(Target {
+        scheme,
+        host,
+        port,
+        path: canonical_path(path)?,
+        raw_path_and_query: path_and_query.to_string(),
+        method: canonical_method(method)?,
+        client,
+        websocket: is_websocket(h),
+        at: now,
+    })
+}
+
+/// Finds the credentials in the documented order: `Authorization: Bearer`, the
+/// session cookie (from the sessions issue on), then `?token=` on WebSocket upgrades.
+async fn identify(
+    st: &AppState,
+    h: &HeaderMap,
+    target: &Target,
+) -> (Subject, Option<&'static str>) {
+    let mut auth = h.get_all(header::AUTHORIZATION).iter();
+    let token: Option<Result<&str, ()>> = match (auth.next(), auth.next()) {
+        (Some(_), Some(_)) => Some(Err(())),
+        (Some(v), None) => match v.to_str() {
+            Ok(s) => match s.split_once(' ') {
+                Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => {
+                    let t = rest.trim();
+                    if t.is_empty() {
+                        Some(Err(()))
+                    } else {
+                        Some(Ok(t))
+                    }
+                }
+                // Another scheme (Basic for the upstream's own login) is not ours.
+                _ => None,
+            },
+            Err(_) => Some(Err(())),
+        },
+        _ => None,
+    };
+    let query_token;
+    let token = match token {
+        Some(t) => Some(t),
+        None if target.websocket => {
+            query_token = ws_query_token(&target.raw_path_and_query);
+            query_token.as_ref().map(|r| r.as_deref().map_err(|_| ()))
+        }
+        None => None,
+    };
+    match token {
+        None => (Subject::Anonymous, None),
+        Some(Err(())) => (
+            Subject::Refused(CredentialError::Malformed),
+            Some("malformed_authorization"),
+        ),
+        Some(Ok(t)) => match st.validator.validate(t).await {
+            Ok(id) => (Subject::User(id), None),
+            Err(e) => {
+                st.metrics.auth_failures.inc([e.as_str()]);
+                (
+                    Subject::Refused(CredentialError::Invalid(e.as_str())),
+                    Some(e.as_str()),
+                )
+            }
+        },
+    }
+}
+
+/// The `token` query parameter of the forwarded URI; two of them are ambiguous.
+fn ws_query_token(path_and_query: &str) -> Option<Result<String, ()>> {
+    let (_, q) = path_and_query.split_once('?')?;
+    let mut found = None;
+    for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
+        if k == "token" {
+            if found.is_some() {
+                return Some(Err(()));
+            }
+            found = Some(v.into_owned());
+        }
+    }
+    found.map(Ok)
+}
+
+/// A browser navigation gets a redirect to the login page; API clients get 401.
+fn is_browser_navigation(h: &HeaderMap, target: &Target) -> bool {
+    if target.websocket || h.contains_key(header::AUTHORIZATION) {
+        return false;
+    }
+    let hv = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if hv("x-requested-with").eq_ignore_ascii_case("xmlhttprequest") {
+        return false;
+    }
+    match h.get("sec-fetch-mode").and_then(|v| v.to_str().ok()) {
+        Some(mode) => mode.eq_ignore_ascii_case("navigate"),
+        None => hv("accept").contains("text/html"),
+    }
+}
+
+fn login_url(st: &AppState, target: &Target) -> String {
+    let rd: String =
+        url::form_urlencoded::byte_serialize(target.original_url().as_bytes()).collect();
+    format!("{}/login?rd={rd}", st.public_base)
+}
+
+fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = serde_json::json!({"error": {"code": code, "message": message}});
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn www_authenticate(invalid: bool) -> HeaderValue {
+    HeaderValue::from_static(if invalid {
+        "Bearer realm=\"gatehouse\", error=\"invalid_token\""
+    } else {
+        "Bearer realm=\"gatehouse\""
+    })
+}
+
+async fn handle(st: &AppState, flavour: Flavour, peer: IpAddr, h: &HeaderMap) -> Response {
+    let started = Instant::now();
+    let now = st.clock.now();
+    let (decision, target, detail) = match parse_target(flavour, &st.trusted_proxies, peer, h, now)
+    {
+        Ok(target) => {
+            let (subject, detail) = identify(st, h, &target).await;
+            let policy = st.policy.load();
+            (decide(&policy, &subject, &target), Some(target), detail)
+        }
+        Err(e) => (
+            Decision::Forbidden {
+                rule: None,
+                reason: Reason::BadRequest(e),
+            },
+            None,
+            None,
+        ),
+    };
+    let response = respond(st, flavour, &decision, target.as_ref(), h);
+    st.metrics.decisions.inc([
+        flavour.as_str(),
+        decision.result(),
+        decision.reason().as_str(),
+    ]);
+    st.metrics.decision_duration.observe(started.elapsed());
+    if !matches!(decision, Decision::Allow { .. }) {
+        log_denial(flavour, &decision, target.as_ref(), peer, detail);
+    }
+    response
+}
+
+fn log_denial(
+    flavour: Flavour,
+    d: &Decision,
+    t: Option<&Target>,
+    peer: IpAddr,
+    detail: Option<&str>,
+) {
+    tracing::info!(
+        target: "gatehouse::decision",
+        endpoint = flavour.as_str(),
+        result = d.result(),
+        reason = d.reason().as_str(),
+        detail = detail.unwrap_or(""),
+        rule = d.rule().map(|r| r as i64).unwrap_or(-1),
+        method = t.map(|t| t.method.as_str()).unwrap_or(""),
+        host = t.map(|t| t.host.as_str()).unwrap_or(""),
+        path = t.map(|t| t.path.as_str()).unwrap_or(""),
+        client = %t.map(|t| t.client).unwrap_or(peer),
+        "denied"
+    );
+}
+
+fn identity_headers(resp: &mut Response, id: &crate::decision::Identity) {
+    let hm = resp.headers_mut();
+    // decide() refused identities whose values are not header-safe.
+    let mut put = |name: &HeaderName, v: &str| {
+        if let Ok(v) = HeaderValue::from_bytes(v.as_bytes()) {
+            hm.insert(name.clone(), v);
+        }
+    };
+    put(&REMOTE_USER, &id.user);
+    if !id.remote_groups.is_empty() {
+        put(&REMOTE_GROUPS, &id.remote_groups);
+    }
+    if let Some(e) = &id.email {
+        put(&REMOTE_EMAIL, e);
+    }
+    if let Some(n) = &id.name {
+        put(&REMOTE_NAME, n);
+    }
+}
+
+fn respond(
+    st: &AppState,
+    flavour: Flavour,
+    d: &Decision,
+    target: Option<&Target>,
+    h: &HeaderMap,
+) -> Response {
+    match d {
+        Decision::Allow { identity, .. } => {
+            let mut resp = StatusCode::OK.into_response();
+            if let Some(id) = identity {
+                identity_headers(&mut resp, id);
+            }
+            resp
+        }
+        Decision::Unauthenticated { reason, .. } => {
+            let invalid = *reason == Reason::InvalidCredentials;
+            let browser = target.is_some_and(|t| is_browser_navigation(h, t));
+            let login = target.map(|t| login_url(st, t));
+            match (flavour, browser, login) {
+                (Flavour::Forward, true, Some(login)) => {
+                    let status = match target.map(|t| t.method.as_str()) {
+                        Some("GET") | Some("HEAD") => StatusCode::FOUND,
+                        _ => StatusCode::SEE_OTHER,
+                    };
+                    let mut resp = status.into_response();
+                    if let Ok(v) = HeaderValue::from_str(&login) {
+                        resp.headers_mut().insert(header::LOCATION, v);
+                    }
+                    resp
+                }
+                (Flavour::Nginx, true, Some(login)) => {
+                    let mut resp = json_error(
+                        StatusCode::UNAUTHORIZED,
+                        "unauthenticated",
+                        "login required",
+                    );
+                    resp.headers_mut()
+                        .insert(header::WWW_AUTHENTICATE, www_authenticate(invalid));
+                    if let Ok(v) = HeaderValue::from_str(&login) {
+                        resp.headers_mut().insert(header::LOCATION, v);
+                    }
+                    resp
+                }
+                _ => {
+                    let (code, msg) = if invalid {
+                        (
+                            "invalid_token",
+                            "the presented credentials were not accepted",
+                        )
+                    } else {
+                        ("unauthenticated", "credentials are required")
+                    };
+                    let mut resp = json_error(StatusCode::UNAUTHORIZED, code, msg);
+                    resp.headers_mut()
+                        .insert(header::WWW_AUTHENTICATE, www_authenticate(invalid));
+                    resp
+                }
+            }
+        }
+        Decision::Forbidden { reason, .. } => {
+            let msg = match reason {
+                Reason::BadRequest(_) => "the request could not be understood unambiguously",
+                Reason::NotAllowlisted => "the client address is not allowed",
+                Reason::TwoFactorRequired => "this resource needs a second factor",
+                _ => "access denied",
+            };
+            json_error(StatusCode::FORBIDDEN, reason.as_str(), msg)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hm(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn trusted() -> Vec<ipnet::IpNet> {
+        vec!["127.0.0.1/32".parse().unwrap()]
+    }
+
+    const LO: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    #[test]
+    fn forward_headers() {
+        let h = hm(&[
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "App.Example.com"),
+            ("x-forwarded-uri", "/a/../b?x=1"),
+            ("x-forwarded-method", "post"),
+            ("x-forwarded-for", "6.6.6.6, 198.51.100.2"),
+            // never read by the forward flavour
+            ("x-original-url", "https://evil.example.com/admin"),
+            ("x-real-ip", "7.7.7.7"),
+        ]);
+        let t = parse_target(Flavour::Forward, &trusted(), LO, &h, 0).unwrap();
+        assert_eq!(t.host, "app.example.com");
+        assert_eq!(t.path, "/b");
+        assert_eq!(t.raw_path_and_query, "/a/../b?x=1");
+        assert_eq!(t.method, "POST");
+        assert_eq!(t.client, "198.51.100.2".parse::<IpAddr>().unwrap());
+        assert!(!t.websocket);
+    }
+
+    #[test]
+    fn nginx_headers() {
+        let h = hm(&[
+            ("x-original-url", "https://app.example.com/x?token=1"),
+            ("x-original-method", "GET"),
+            ("x-real-ip", "198.51.100.3"),
+        ]);
+        let t = parse_target(Flavour::Nginx, &trusted(), LO, &h, 0).unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.path.as_str()),
+            ("app.example.com", "/x")
+        );
+        assert_eq!(t.client, "198.51.100.3".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn strictness() {
+        let base = [
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "app.example.com"),
+            ("x-forwarded-uri", "/"),
+            ("x-forwarded-method", "GET"),
+        ];
+        assert!(parse_target(Flavour::Forward, &trusted(), LO, &hm(&base), 0).is_ok());
+        // untrusted peer: nothing is believed
+        let other: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(
+            parse_target(Flavour::Forward, &trusted(), other, &hm(&base), 0),
+            Err(TargetError::UntrustedCaller)
+        );
+        for (i, _) in base.iter().enumerate() {
+            let mut missing = base.to_vec();
+            missing.remove(i);
+            assert!(parse_target(Flavour::Forward, &trusted(), LO, &hm(&missing), 0).is_err());
+        }
+        let mut dup = base.to_vec();
+        dup.push(("x-forwarded-host", "evil.example.com"));
+        assert_eq!(
+            parse_target(Flavour::Forward, &trusted(), LO, &hm(&dup), 0),
+            Err(TargetError::DuplicateHeader("x-forwarded-host"))
+        );
+        for (k, v) in [
+            ("x-forwarded-uri", "http://evil/x"),
+            ("x-forwarded-uri", "/admin%2F"),
+            ("x-forwarded-host", "a.com, b.com"),
+            ("x-forwarded-host", "user@a.com"),
+            ("x-forwarded-proto", "gopher"),
+            ("x-forwarded-method", "G T"),
+        ] {
+            let mut bad: Vec<(&str, &str)> =
+                base.iter().filter(|(n, _)| *n != k).copied().collect();
+            bad.push((k, v));
+            assert!(
+                parse_target(Flavour::Forward, &trusted(), LO, &hm(&bad), 0).is_err(),
+                "{k}: {v}"
+            );
+        }
+        // nginx flavour needs X-Original-URL and ignores X-Forwarded-Uri
+        let h = hm(&[("x-forwarded-uri", "/"), ("x-forwarded-host", "a.com")]);
+        assert_eq!(
+            parse_target(Flavour::Nginx, &trusted(), LO, &h, 0),
+            Err(TargetError::MissingHeader("x-original-url"))
+        );
+    }
+
+    #[test]
+    fn query_tokens() {
+        assert_eq!(ws_query_token("/ws?token=abc&x=1"), Some(Ok("abc".into())));
+        assert_eq!(ws_query_token("/ws?x=1"), None);
+        assert_eq!(ws_query_token("/ws?token=a&token=b"), Some(Err(())));
+    }
+
+    #[test]
+    fn browser_detection() {
+        let t = Target {
+            scheme: Scheme::Https,
+            host: "a".into(),
+            port: None,
+            path: "/".into(),
+            raw_path_and_query: "/".into(),
+            method: "GET".into(),
+            client: LO,
+            websocket: false,
+            at: 0,
+        };
+        assert!(is_browser_navigation(
+            &hm(&[("accept", "text/html,application/xhtml+xml")]),
+            &t
+        ));
+        assert!(is_browser_navigation(
+            &hm(&[("sec-fetch-mode", "navigate")]),
+            &t
+        ));
+        assert!(!is_browser_navigation(
+            &hm(&[("sec-fetch-mode", "cors"), ("accept", "text/html")]),
+            &t
+        ));
+        assert!(!is_browser_navigation(
+            &hm(&[("accept", "application/json")]),
+            &t
+        ));
+        assert!(!is_browser_navigation(
+            &hm(&[
+                ("accept", "text/html"),
+                ("x-requested-with", "XMLHttpRequest")
+            ]),
+            &t
+        ));
+        assert!(!is_browser_navigation(
+            &hm(&[("accept", "text/html"), ("authorization", "Bearer x")]),
+            &t
+        ));
+    }
+}

@@ -1,0 +1,4 @@
+//! axum adapters only: each handler translates HTTP to library calls and back.
+
+pub mod authz;
+pub mod ops;

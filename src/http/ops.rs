@@ -1,0 +1,70 @@
+//! Always-served operational endpoints: `/healthz`, `/readyz`, `/metrics`, and the
+//! local issuer's public keys.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::app::AppState;
+
+/// The process is up and serving.
+pub async fn healthz() -> Response {
+    (StatusCode::OK, Json(json!({"status": "ok"}))).into_response()
+}
+
+/// Every issuer has signing keys loaded (the store joins this check when it exists).
+pub async fn readyz(State(st): State<AppState>) -> Response {
+    let issuers: Vec<_> = st
+        .validator
+        .issuers()
+        .map(|i| json!({"issuer": i.issuer, "keys_loaded": i.is_loaded()}))
+        .collect();
+    let ready = st.validator.ready();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({"status": if ready {"ready"} else {"not_ready"}, "issuers": issuers})),
+    )
+        .into_response()
+}
+
+/// Prometheus text format.
+pub async fn metrics(State(st): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        st.metrics.render(),
+    )
+        .into_response()
+}
+
+/// The local issuer's public keys, so other services can verify minted tokens.
+pub async fn local_jwks(State(st): State<AppState>) -> Response {
+    match &st.local {
+        Some(l) => Json(l.jwks()).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(
+                json!({"error": {"code": "not_found", "message": "no local issuer is configured"}}),
+            ),
+        )
+            .into_response(),
+    }
+}
+
+/// Unknown paths: a JSON 404, never a fallthrough to anything else.
+pub async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"error": {"code": "not_found", "message": "no such endpoint"}})),
+    )
+        .into_response()
+}

@@ -1,0 +1,199 @@
+//! The `gatehouse` binary: parse the command line, load the configuration, set up
+//! logging, and call into the library. Nothing else lives here.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use gatehouse::clock::{Clock, SystemClock};
+use gatehouse::config::{parse_duration, Config, ConfigSource, LogFormat};
+use gatehouse::identity::{LocalSigner, MintRequest};
+
+#[derive(Parser)]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "ForwardAuth sidecar for nginx, Caddy and Traefik"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// Config file (else $GATEHOUSE_CONFIG, else ./gatehouse.toml, else embedded defaults).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Validate the configuration and print a one-line summary.
+    CheckConfig {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Tokens from the local signing key.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Print a JWT signed by the configured local signing key.
+    Mint {
+        #[arg(long)]
+        sub: String,
+        /// Comma-separated roles (realm_access.roles).
+        #[arg(long, value_delimiter = ',')]
+        roles: Vec<String>,
+        #[arg(long, default_value = "10m")]
+        ttl: String,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        /// Authentication context class (e.g. a value listed in access.two_factor_acr).
+        #[arg(long)]
+        acr: Option<String>,
+        /// Comma-separated authentication methods (e.g. pwd,otp).
+        #[arg(long, value_delimiter = ',')]
+        amr: Vec<String>,
+        #[arg(long)]
+        sid: Option<String>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn load(config: Option<PathBuf>) -> Result<Config, ExitCode> {
+    Config::load(&ConfigSource::resolve(config)).map_err(|e| {
+        eprint!("{e}");
+        ExitCode::from(2)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { config } => match load(config) {
+            Ok(c) => {
+                println!("{}", c.summary());
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Token {
+            command:
+                TokenCommand::Mint {
+                    sub,
+                    roles,
+                    ttl,
+                    email,
+                    name,
+                    acr,
+                    amr,
+                    sid,
+                    config,
+                },
+        } => {
+            let cfg = match load(config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let Some(local) = &cfg.local_issuer else {
+                eprintln!(
+                    "local_issuer: not configured; add a [local_issuer] section to mint tokens"
+                );
+                return ExitCode::from(2);
+            };
+            let ttl = match parse_duration(&ttl) {
+                Ok(d) => d.as_secs() as i64,
+                Err(e) => {
+                    eprintln!("--ttl: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let signer = match LocalSigner::load(local, true) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let req = MintRequest {
+                sub,
+                roles: roles.into_iter().filter(|r| !r.is_empty()).collect(),
+                ttl_secs: ttl,
+                email,
+                name,
+                acr,
+                amr: amr.into_iter().filter(|r| !r.is_empty()).collect(),
+                sid,
+            };
+            match signer.mint(&req, SystemClock.now()) {
+                Ok(t) => {
+                    println!("{t}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Serve { config } => {
+            let cfg = match load(config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            init_tracing(cfg.server.log_format);
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(serve(cfg)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "gatehouse stopped");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let listen = cfg.server.listen;
+    tracing::info!(source = %cfg.source, "{}", cfg.summary());
+    let state = gatehouse::app::build_state(cfg, None)?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("server.listen: cannot bind {listen}: {e}"))?;
+    tracing::info!(address = %listener.local_addr()?, "listening");
+    let _refreshers = gatehouse::app::start_key_loading(&state).await;
+    gatehouse::app::serve_on(listener, state, gatehouse::app::shutdown_signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,275 @@
+//! Prometheus text-format metrics with lock-free hot-path updates.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::RwLock;
+use std::time::Duration;
+
+/// A counter family keyed by static label values (no allocation on increment).
+#[derive(Debug)]
+pub struct StaticCounter<const N: usize> {
+    name: &'static str,
+    help: &'static str,
+    labels: [&'static str; N],
+    values: RwLock<BTreeMap<[&'static str; N], AtomicU64>>,
+}
+
+impl<const N: usize> StaticCounter<N> {
+    pub const fn new(name: &'static str, help: &'static str, labels: [&'static str; N]) -> Self {
+        StaticCounter {
+            name,
+            help,
+            labels,
+            values: RwLock::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn inc(&self, key: [&'static str; N]) {
+        {
+            let map = self.values.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(c) = map.get(&key) {
+                c.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        let mut map = self.values.write().unwrap_or_else(|e| e.into_inner());
+        map.entry(key)
+            .or_insert_with(|| AtomicU64::new(0))
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self, key: [&'static str; N]) -> u64 {
+        let map = self.values.read().unwrap_or_else(|e| e.into_inner());
+        map.get(&key).map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    fn render(&self, out: &mut String) {
+        let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
+        let _ = writeln!(out, "# TYPE {} counter", self.name);
+        let map = self.values.read().unwrap_or_else(|e| e.into_inner());
+        for (k, v) in map.iter() {
+            let _ = writeln!(
+                out,
+                "{}{{{}}} {}",
+                self.name,
+                labels(&self.labels, k.iter().copied()),
+                v.load(Ordering::Relaxed)
+            );
+        }
+    }
+}
+
+/// A counter family keyed by runtime label values (for rare events only).
+#[derive(Debug)]
+pub struct DynCounter {
+    name: &'static str,
+    help: &'static str,
+    labels: &'static [&'static str],
+    values: RwLock<BTreeMap<Vec<String>, u64>>,
+}
+
+impl DynCounter {
+    pub const fn new(
+        name: &'static str,
+        help: &'static str,
+        labels: &'static [&'static str],
+    ) -> Self {
+        DynCounter {
+            name,
+            help,
+            labels,
+            values: RwLock::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn inc(&self, key: &[&str]) {
+        let mut map = self.values.write().unwrap_or_else(|e| e.into_inner());
+        *map.entry(key.iter().map(|s| s.to_string()).collect())
+            .or_insert(0) += 1;
+    }
+
+    pub fn get(&self, key: &[&str]) -> u64 {
+        let map = self.values.read().unwrap_or_else(|e| e.into_inner());
+        let k: Vec<String> = key.iter().map(|s| s.to_string()).collect();
+        map.get(&k).copied().unwrap_or(0)
+    }
+
+    fn render(&self, out: &mut String) {
+        let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
+        let _ = writeln!(out, "# TYPE {} counter", self.name);
+        let map = self.values.read().unwrap_or_else(|e| e.into_inner());
+        for (k, v) in map.iter() {
+            let _ = writeln!(
+                out,
+                "{}{{{}}} {}",
+                self.name,
+                labels(self.labels, k.iter().map(String::as_str)),
+                v
+            );
+        }
+    }
+}
+
+fn labels<'a>(names: &[&str], values: impl Iterator<Item = &'a str>) -> String {
+    let mut s = String::new();
+    for (i, (n, v)) in names.iter().zip(values).enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        let _ = write!(s, "{n}=\"{}\"", escape(v));
+    }
+    s
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+const BUCKETS: [f64; 12] = [
+    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05, 0.25, 1.0,
+];
+
+/// A latency histogram with fixed buckets.
+#[derive(Debug)]
+pub struct Histogram {
+    name: &'static str,
+    help: &'static str,
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_ns: AtomicU64,
+}
+
+impl Histogram {
+    pub const fn new(name: &'static str, help: &'static str) -> Self {
+        Histogram {
+            name,
+            help,
+            buckets: [const { AtomicU64::new(0) }; BUCKETS.len()],
+            count: AtomicU64::new(0),
+            sum_ns: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_ns
+            .fetch_add(d.as_nanos().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    fn render(&self, out: &mut String) {
+        let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
+        let _ = writeln!(out, "# TYPE {} histogram", self.name);
+        let mut cumulative = 0;
+        for (b, c) in BUCKETS.iter().zip(self.buckets.iter()) {
+            cumulative += c.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{}_bucket{{le=\"{b}\"}} {cumulative}", self.name);
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{}_bucket{{le=\"+Inf\"}} {count}", self.name);
+        let _ = writeln!(
+            out,
+            "{}_sum {}",
+            self.name,
+            self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9
+        );
+        let _ = writeln!(out, "{}_count {count}", self.name);
+    }
+}
+
+/// Every metric gatehouse exports.
+#[derive(Debug)]
+pub struct Metrics {
+    pub decisions: StaticCounter<3>,
+    pub decision_duration: Histogram,
+    pub auth_failures: StaticCounter<1>,
+    pub jwks_refreshes: DynCounter,
+    pub token_cache_hits: AtomicU64,
+    pub token_cache_misses: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            decisions: StaticCounter::new(
+                "gatehouse_decisions_total",
+                "Decisions by endpoint, result and reason.",
+                ["endpoint", "result", "reason"],
+            ),
+            decision_duration: Histogram::new(
+                "gatehouse_decision_duration_seconds",
+                "Time from request to verdict on the decision endpoints.",
+            ),
+            auth_failures: StaticCounter::new(
+                "gatehouse_auth_failures_total",
+                "Presented credentials that were refused, by reason.",
+                ["reason"],
+            ),
+            jwks_refreshes: DynCounter::new(
+                "gatehouse_jwks_refreshes_total",
+                "JWKS fetches by issuer, trigger and result.",
+                &["issuer", "trigger", "result"],
+            ),
+            token_cache_hits: AtomicU64::new(0),
+            token_cache_misses: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        self.decisions.render(&mut out);
+        self.decision_duration.render(&mut out);
+        self.auth_failures.render(&mut out);
+        self.jwks_refreshes.render(&mut out);
+        for (name, help, v) in [
+            (
+                "gatehouse_token_cache_hits_total",
+                "Bearer tokens answered from the validated-token cache.",
+                &self.token_cache_hits,
+            ),
+            (
+                "gatehouse_token_cache_misses_total",
+                "Bearer tokens that needed full verification.",
+                &self.token_cache_misses,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let m = Metrics::default();
+        m.decisions.inc(["forward", "allow", "authorized"]);
+        m.decisions.inc(["forward", "allow", "authorized"]);
+        m.decision_duration.observe(Duration::from_micros(30));
+        m.jwks_refreshes.inc(&["https://idp/\"x", "startup", "ok"]);
+        let t = m.render();
+        assert!(t.contains(
+            "gatehouse_decisions_total{endpoint=\"forward\",result=\"allow\",reason=\"authorized\"} 2"
+        ));
+        assert!(t.contains("gatehouse_decision_duration_seconds_bucket{le=\"0.00005\"} 1"));
+        assert!(t.contains("gatehouse_decision_duration_seconds_count 1"));
+        assert!(t.contains("issuer=\"https://idp/\\\"x\""));
+    }
+}
