@@ -11,8 +11,27 @@
 //               tokens carry those claims; a null claim removes it
 //   IDP_AUDIENCE  the aud of access tokens (default "gatehouse")
 // Prints one line "listening <issuer>" when ready.
+//
+// `node idp.mjs genkey RSA|EC|OKP KID` prints a new private JWK (for key files).
+import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import Provider from 'oidc-provider';
+
+if (process.argv[2] === 'genkey') {
+  const [, , , kty, kid] = process.argv;
+  const pair = kty === 'EC'
+    ? generateKeyPairSync('ec', { namedCurve: 'P-256' })
+    : kty === 'OKP'
+      ? generateKeyPairSync('ed25519')
+      : generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const jwk = pair.privateKey.export({ format: 'jwk' });
+  jwk.kid = kid;
+  jwk.use = 'sig';
+  jwk.alg = kty === 'EC' ? 'ES256' : kty === 'OKP' ? 'EdDSA' : 'RS256';
+  console.log(JSON.stringify(jwk));
+  process.exit(0);
+}
 
 const port = Number(process.env.IDP_PORT || 0);
 const keys = JSON.parse(readFileSync(process.env.IDP_KEYS, 'utf8'));
@@ -65,7 +84,6 @@ function start(issuer, server) {
   server.on('request', provider.callback());
 }
 
-import { createServer } from 'node:http';
 const server = createServer();
 server.listen(port, '127.0.0.1', () => {
   const issuer = `http://127.0.0.1:${server.address().port}`;

@@ -1,0 +1,292 @@
+//! Test harness: gatehouse on 127.0.0.1:0 through the library, and the real
+//! OpenID provider (npm oidc-provider) on a free loopback port. Everything a test
+//! starts is stopped when its handle drops.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gatehouse::app::{build_state, serve_on, start_key_loading, AppState};
+use gatehouse::clock::SharedClock;
+use gatehouse::config::Config;
+use serde_json::Value;
+
+pub fn idp_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/idp")
+}
+
+/// Installs the IdP's npm packages once (the tests work on a fresh checkout).
+pub fn ensure_idp_installed() {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if idp_dir()
+        .join("node_modules/oidc-provider/package.json")
+        .exists()
+    {
+        return;
+    }
+    let status = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+        .current_dir(idp_dir())
+        .status()
+        .expect("npm must be installed to run the IdP integration tests");
+    assert!(status.success(), "npm ci in tests/idp failed");
+}
+
+/// A free loopback port (bound and released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A private JWK made by the IdP script (`genkey`), for key files.
+pub fn gen_key(kty: &str, kid: &str) -> Value {
+    ensure_idp_installed();
+    let out = Command::new("node")
+        .args(["idp.mjs", "genkey", kty, kid])
+        .current_dir(idp_dir())
+        .stderr(Stdio::null())
+        .output()
+        .expect("node must be installed");
+    assert!(out.status.success());
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The real OpenID provider, running until dropped.
+pub struct Idp {
+    pub issuer: String,
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Idp {
+    /// Starts the IdP on `port` (0: any) with these private keys and users.
+    pub fn start(port: u16, keys: &[Value], users: &Value) -> Idp {
+        ensure_idp_installed();
+        let dir = tempfile::tempdir().unwrap();
+        let kf = dir.path().join("keys.json");
+        let uf = dir.path().join("users.json");
+        std::fs::write(&kf, serde_json::json!({ "keys": keys }).to_string()).unwrap();
+        std::fs::write(&uf, users.to_string()).unwrap();
+        let mut child = Command::new("node")
+            .arg("idp.mjs")
+            .current_dir(idp_dir())
+            .env("IDP_PORT", port.to_string())
+            .env("IDP_KEYS", &kf)
+            .env("IDP_USERS", &uf)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("node must be installed");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(iss) = line.strip_prefix("listening ") {
+                    let _ = tx.send(iss.to_string());
+                }
+            }
+        });
+        let issuer = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(i) => i,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("the IdP did not start within 20s");
+            }
+        };
+        let port = issuer.rsplit(':').next().unwrap().parse().unwrap();
+        Idp {
+            issuer,
+            port,
+            child,
+            _dir: dir,
+        }
+    }
+
+    /// An access token for a client_credentials "user" defined in `users`.
+    pub async fn token(&self, user: &str) -> String {
+        let resp = reqwest::Client::new()
+            .post(format!("{}/token", self.issuer))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", user),
+                ("client_secret", "secret"),
+                ("scope", "api"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap();
+        assert!(
+            status.is_success(),
+            "token request for {user} failed: {body}"
+        );
+        body["access_token"].as_str().unwrap().to_string()
+    }
+
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Idp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// gatehouse serving on 127.0.0.1:0 until dropped.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    pub dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Starts with a TOML configuration; `{dir}` in it is replaced by a temp dir.
+    pub async fn start(toml: &str) -> Server {
+        Self::start_with_clock(toml, None).await
+    }
+
+    pub async fn start_with_clock(toml: &str, clock: Option<SharedClock>) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let text = toml.replace("{dir}", dir.path().to_str().unwrap());
+        let cfg =
+            Config::from_toml_str(&text, dir.path(), "test", &[]).unwrap_or_else(|e| panic!("{e}"));
+        let state = build_state(cfg, clock).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let mut tasks = start_key_loading(&state).await;
+        let st = state.clone();
+        tasks.push(tokio::spawn(async move {
+            let _ = serve_on(listener, st, async {
+                let _ = rx.await;
+            })
+            .await;
+        }));
+        Server {
+            addr,
+            state,
+            dir,
+            stop: Some(tx),
+            tasks,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Asks `/authz/forward` about `method https://host{uri}` with extra headers.
+    pub async fn forward(
+        &self,
+        host: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut req = client()
+            .get(self.url("/authz/forward"))
+            .header("X-Forwarded-Proto", "https")
+            .header("X-Forwarded-Host", host)
+            .header("X-Forwarded-Uri", uri)
+            .header("X-Forwarded-Method", "GET");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Status of `/authz/forward` for a bearer token.
+    pub async fn forward_status(&self, host: &str, uri: &str, token: &str) -> u16 {
+        let auth = format!("Bearer {token}");
+        self.forward(host, uri, &[("Authorization", &auth)])
+            .await
+            .status()
+            .as_u16()
+    }
+
+    /// Reads one sample from `/metrics` (exact line prefix match), 0 if absent.
+    pub async fn metric(&self, line_prefix: &str) -> u64 {
+        let text = client()
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(line_prefix)
+                    .map(|v| v.trim().parse::<f64>().unwrap() as u64)
+            })
+            .unwrap_or(0)
+    }
+
+    /// The local signing key (to craft hostile tokens with a trusted key).
+    pub fn local_key_pem(&self) -> String {
+        let path = self
+            .state
+            .config
+            .local_issuer
+            .as_ref()
+            .and_then(|l| l.signing_key_file.clone())
+            .unwrap();
+        std::fs::read_to_string(path).unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// An HTTP client that does not follow redirects (we assert on them).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+/// Polls `f` until it returns true or `limit` passes.
+pub async fn eventually<F, Fut>(limit: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+pub type Shared<T> = Arc<Mutex<T>>;
