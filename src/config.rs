@@ -345,7 +345,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
     if !num.is_empty() || !saw_unit {
         return Err(format!(
-            "duration {s:?} needs a unit on every number (s, m, h or d), e.g. \"30m\""
+            "duration {s:?} needs a unit on every number (s, m, h or d); write e.g. \"30s\", \"5m\" or \"1h30m\""
         ));
     }
     Ok(Duration::from_secs(total))
@@ -457,16 +457,22 @@ impl Config {
             match serde_ignored::deserialize(value, |path| unknown.push(path.to_string())) {
                 Ok(r) => r,
                 Err(e) => {
+                    // toml names the key as "...\nin `server.listen`"; lift it out.
+                    let text = e.to_string();
+                    let (message, key) = match text.trim_end().rsplit_once("\nin `") {
+                        Some((m, k)) => (m.to_string(), bracket_indexes(k.trim_end_matches('`'))),
+                        None => (text.clone(), label.to_string()),
+                    };
                     errors.push(ConfigError {
-                        key: "config".into(),
-                        message: format!("{e}"),
+                        key,
+                        message: message.replace('\n', " "),
                     });
                     return Err(ConfigErrors(errors));
                 }
             };
         for key in unknown {
             errors.push(ConfigError {
-                key: key.clone(),
+                key: bracket_indexes(&key),
                 message: "unknown key; check the spelling against docs/configuration.md".into(),
             });
         }
@@ -495,6 +501,24 @@ impl Config {
             redact_url(&self.store.url),
         )
     }
+}
+
+/// `access.rules.0.domain` → `access.rules[0].domain`, as every other error names keys.
+fn bracket_indexes(path: &str) -> String {
+    let mut out = String::with_capacity(path.len() + 4);
+    for seg in path.split('.') {
+        if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) {
+            out.push('[');
+            out.push_str(seg);
+            out.push(']');
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(seg);
+        }
+    }
+    out
 }
 
 fn one_error(key: &str, message: String) -> ConfigErrors {
@@ -623,7 +647,7 @@ impl V<'_> {
         match parse_duration(s) {
             Ok(d) => d,
             Err(e) => {
-                self.err(key, format!("{e}; write e.g. \"30s\", \"5m\" or \"12h\""));
+                self.err(key, e);
                 parse_duration(default).unwrap_or_default()
             }
         }
@@ -704,6 +728,7 @@ fn validate(raw: RawConfig, base_dir: &Path, label: &str, errors: &mut Vec<Confi
         SocketAddr::from(([127, 0, 0, 1], 9091))
     });
     let insecure_http = raw.session.insecure_http.unwrap_or(false);
+    let public_missing = raw.server.public_url.is_none();
     let public_s = raw
         .server
         .public_url
@@ -721,7 +746,11 @@ fn validate(raw: RawConfig, base_dir: &Path, label: &str, errors: &mut Vec<Confi
         Ok(u) if u.scheme() == "http" => {
             v.err(
                 "server.public_url",
-                "http:// is only allowed with session.insecure_http = true (local development); use https://",
+                if public_missing {
+                    "missing; set the https:// URL where browsers reach gatehouse, e.g. \"https://auth.example.com\""
+                } else {
+                    "http:// is only allowed with session.insecure_http = true (local development); use https://"
+                },
             );
             u
         }
@@ -967,6 +996,8 @@ fn validate(raw: RawConfig, base_dir: &Path, label: &str, errors: &mut Vec<Confi
         }
         for (j, p) in rr.paths.iter().enumerate() {
             if let Err(e) = regex::Regex::new(p) {
+                let e = e.to_string().replace('\n', " ");
+                let e = e.split_whitespace().collect::<Vec<_>>().join(" ");
                 v.err(k(&format!("paths[{j}]")), format!("invalid regex: {e}"));
             }
         }
@@ -1168,10 +1199,22 @@ inactivity = "10"
 
     #[test]
     fn unknown_keys_are_errors() {
-        let e = load("[server]\nlisten_addr = \"1.2.3.4:5\"\n[acess]\nx=1\n", &[]).unwrap_err();
+        let e = load(
+            "[server]\nlisten_addr = \"1.2.3.4:5\"\n[acess]\nx=1\n[[access.rules]]\npolicy = \"deny\"\ndomain = [\"a\"]\n",
+            &[],
+        )
+        .unwrap_err();
         let k = keys(&e);
         assert!(k.contains(&"server.listen_addr"), "{k:?}");
         assert!(k.contains(&"acess"), "{k:?}");
+        assert!(k.contains(&"access.rules[0].domain"), "{k:?}");
+    }
+
+    #[test]
+    fn type_errors_name_their_key() {
+        let e = load("[server]\nlisten = 5\n", &[]).unwrap_err();
+        assert_eq!(keys(&e), vec!["server.listen"]);
+        assert!(!e.0[0].message.contains('\n'));
     }
 
     #[test]

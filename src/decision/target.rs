@@ -206,11 +206,15 @@ pub fn split_origin_form(uri: &str) -> Result<(&str, Option<&str>), TargetError>
     })
 }
 
-/// Canonical path for matching: percent-decoded (but never `/`, `\`, `#`, NUL or
+/// Canonical path for matching: a leading `//` refused, percent-decoded (but never `/`, `\`, `#`, NUL or
 /// control characters), `;params` dropped from each segment, empty and `.`
 /// segments removed, `..` resolved (clamped at the root), trailing slash kept.
 pub fn canonical_path(raw: &str) -> Result<String, TargetError> {
     if raw.is_empty() || !raw.starts_with('/') || raw.len() > MAX_PATH_LEN {
+        return Err(TargetError::BadPath);
+    }
+    // "//host/x" is a network-path reference to some parsers: authority "host".
+    if raw.starts_with("//") {
         return Err(TargetError::BadPath);
     }
     // Decode first, then split: after decoding, no byte can introduce a new segment
@@ -350,7 +354,7 @@ mod tests {
             ("/", "/"),
             ("/a/b", "/a/b"),
             ("/a/b/", "/a/b/"),
-            ("//admin", "/admin"),
+            ("/a//b", "/a/b"),
             ("/public/../admin", "/admin"),
             ("/%2e%2e/admin", "/admin"),
             ("/%2E%2E/%61dmin", "/admin"),
@@ -369,6 +373,8 @@ mod tests {
         let bad = [
             "",
             "admin",
+            "//admin",
+            "//evil.example.com/admin",
             "/admin%2F",
             "/admin%2f..",
             "/a%5cb",
