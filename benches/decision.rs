@@ -61,7 +61,11 @@ fn mint(st: &AppState, sub: &str) -> String {
         amr: vec!["pwd".into()],
         ..Default::default()
     };
-    st.local.as_ref().unwrap().mint(&req, SystemClock.now()).unwrap()
+    st.local
+        .as_ref()
+        .unwrap()
+        .mint(&req, SystemClock.now())
+        .unwrap()
 }
 
 fn forward_request(token: &str) -> Request<Body> {
@@ -83,14 +87,25 @@ fn p256_pem() -> String {
     use aws_lc_rs::rand::SystemRandom;
     use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
     use base64::Engine;
-    let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new()).unwrap();
+    let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+        .unwrap();
     let b64 = base64::engine::general_purpose::STANDARD.encode(doc.as_ref());
-    let body: Vec<String> = b64.as_bytes().chunks(64).map(|c| String::from_utf8(c.to_vec()).unwrap()).collect();
-    format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", body.join("\n"))
+    let body: Vec<String> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| String::from_utf8(c.to_vec()).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        body.join("\n")
+    )
 }
 
 fn benches(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let st = state(dir.path(), None);
 
@@ -118,7 +133,9 @@ fn benches(c: &mut Criterion) {
     let app = router(st.clone());
     c.bench_function("/authz/forward, cached token", |b| {
         b.iter(|| {
-            let resp = rt.block_on(app.clone().oneshot(forward_request(&token))).unwrap();
+            let resp = rt
+                .block_on(app.clone().oneshot(forward_request(&token)))
+                .unwrap();
             assert_eq!(resp.status(), 200);
         })
     });
@@ -149,7 +166,9 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % es_tokens.len();
             st2c.validator.clear_cache();
-            let resp = rt.block_on(app2.clone().oneshot(forward_request(&es_tokens[i]))).unwrap();
+            let resp = rt
+                .block_on(app2.clone().oneshot(forward_request(&es_tokens[i])))
+                .unwrap();
             assert_eq!(resp.status(), 200);
         })
     });
