@@ -1,6 +1,7 @@
 //! The `gatehouse` binary: parse the command line, load the configuration, set up
 //! logging, and call into the library. Nothing else lives here.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -63,6 +64,9 @@ enum TokenCommand {
         amr: Vec<String>,
         #[arg(long)]
         sid: Option<String>,
+        /// Print this many distinct tokens, one per line (load tests).
+        #[arg(long, default_value_t = 1)]
+        count: u32,
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -110,6 +114,7 @@ fn main() -> ExitCode {
                     acr,
                     amr,
                     sid,
+                    count,
                     config,
                 },
         } => {
@@ -147,16 +152,22 @@ fn main() -> ExitCode {
                 amr: amr.into_iter().filter(|r| !r.is_empty()).collect(),
                 sid,
             };
-            match signer.mint(&req, SystemClock.now()) {
-                Ok(t) => {
-                    println!("{t}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("{e}");
-                    ExitCode::from(2)
+            let now = SystemClock.now();
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for _ in 0..count.max(1) {
+                match signer.mint(&req, now) {
+                    Ok(t) => {
+                        if writeln!(out, "{t}").is_err() {
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("{e}");
+                        return ExitCode::from(2);
+                    }
                 }
             }
+            ExitCode::SUCCESS
         }
         Command::Serve { config } => {
             let cfg = match load(config) {
@@ -164,10 +175,15 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             init_tracing(cfg.server.log_format);
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            // On one CPU a current-thread runtime avoids the work-stealing machinery
+            // (see docs/benchmarks.md); otherwise one worker per CPU.
+            let one_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
+            let mut builder = if one_cpu {
+                tokio::runtime::Builder::new_current_thread()
+            } else {
+                tokio::runtime::Builder::new_multi_thread()
+            };
+            let rt = match builder.enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("cannot start the runtime: {e}");

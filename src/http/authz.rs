@@ -5,7 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
@@ -34,50 +34,63 @@ impl Flavour {
     }
 }
 
+// Pre-parsed names: looking a header up by &str re-parses and re-hashes the name.
+static X_ORIGINAL_URL: HeaderName = HeaderName::from_static("x-original-url");
+static X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+static X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+static X_REQUESTED_WITH: HeaderName = HeaderName::from_static("x-requested-with");
+static SEC_FETCH_MODE: HeaderName = HeaderName::from_static("sec-fetch-mode");
 static REMOTE_USER: HeaderName = HeaderName::from_static("remote-user");
 static REMOTE_GROUPS: HeaderName = HeaderName::from_static("remote-groups");
 static REMOTE_EMAIL: HeaderName = HeaderName::from_static("remote-email");
 static REMOTE_NAME: HeaderName = HeaderName::from_static("remote-name");
 
+// The handlers take the whole request rather than the `HeaderMap` extractor,
+// which would clone every header on the hot path.
 pub async fn nginx(
     State(st): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    req: Request,
 ) -> Response {
-    handle(&st, Flavour::Nginx, peer.ip(), &headers).await
+    handle(&st, Flavour::Nginx, peer.ip(), req.headers()).await
 }
 
 pub async fn forward(
     State(st): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    req: Request,
 ) -> Response {
-    handle(&st, Flavour::Forward, peer.ip(), &headers).await
+    handle(&st, Flavour::Forward, peer.ip(), req.headers()).await
 }
 
 /// Exactly one value of a header, as text; several values are ambiguous.
-fn single<'a>(h: &'a HeaderMap, name: &'static str) -> Result<Option<&'a str>, TargetError> {
+fn single<'a>(h: &'a HeaderMap, name: &'static HeaderName) -> Result<Option<&'a str>, TargetError> {
     let mut it = h.get_all(name).iter();
     let first = match it.next() {
         None => return Ok(None),
         Some(v) => v,
     };
     if it.next().is_some() {
-        return Err(TargetError::DuplicateHeader(name));
+        return Err(TargetError::DuplicateHeader(name.as_str()));
     }
     first
         .to_str()
         .map(Some)
-        .map_err(|_| TargetError::MissingHeader(name))
+        .map_err(|_| TargetError::MissingHeader(name.as_str()))
 }
 
-fn required<'a>(h: &'a HeaderMap, name: &'static str) -> Result<&'a str, TargetError> {
-    single(h, name)?.ok_or(TargetError::MissingHeader(name))
+fn required<'a>(h: &'a HeaderMap, name: &'static HeaderName) -> Result<&'a str, TargetError> {
+    single(h, name)?.ok_or(TargetError::MissingHeader(name.as_str()))
 }
 
 /// The WebSocket handshake headers that survive every proxy (see PROXY-NOTES).
 fn is_websocket(h: &HeaderMap) -> bool {
-    h.contains_key("sec-websocket-key") && h.contains_key("sec-websocket-version")
+    h.contains_key(header::SEC_WEBSOCKET_KEY) && h.contains_key(header::SEC_WEBSOCKET_VERSION)
 }
 
 /// Reads the proxy's description of the request. Forwarded headers count only
@@ -93,32 +106,33 @@ pub fn parse_target(
     if !crate::decision::target::in_nets(peer, trusted) {
         return Err(TargetError::UntrustedCaller);
     }
-    let xff = h
-        .get_all("x-forwarded-for")
-        .iter()
-        .map(|v| v.to_str().map_err(|_| TargetError::BadForwardedFor))
-        .collect::<Result<Vec<_>, _>>()?;
+    let xff_values = h.get_all(&X_FORWARDED_FOR);
+    if xff_values.iter().any(|v| v.to_str().is_err()) {
+        return Err(TargetError::BadForwardedFor);
+    }
+    let xff = || xff_values.iter().filter_map(|v| v.to_str().ok());
+    let has_xff = xff_values.iter().next().is_some();
     let (scheme, authority, path_and_query, method, client) = match flavour {
         Flavour::Nginx => {
-            let url = required(h, "x-original-url")?;
+            let url = required(h, &X_ORIGINAL_URL)?;
             let (scheme, authority, pq) = split_absolute_url(url)?;
-            let method = single(h, "x-original-method")?.unwrap_or("GET");
-            let client = if xff.is_empty() {
-                match single(h, "x-real-ip")? {
+            let method = single(h, &X_ORIGINAL_METHOD)?.unwrap_or("GET");
+            let client = if has_xff {
+                client_address(peer, trusted, xff())?
+            } else {
+                match single(h, &X_REAL_IP)? {
                     Some(ip) => client_address(peer, trusted, [ip])?,
                     None => peer,
                 }
-            } else {
-                client_address(peer, trusted, xff.iter().copied())?
             };
             (scheme, authority, pq, method, client)
         }
         Flavour::Forward => {
-            let scheme = Scheme::parse(required(h, "x-forwarded-proto")?)?;
-            let authority = required(h, "x-forwarded-host")?;
-            let uri = required(h, "x-forwarded-uri")?;
-            let method = required(h, "x-forwarded-method")?;
-            let client = client_address(peer, trusted, xff.iter().copied())?;
+            let scheme = Scheme::parse(required(h, &X_FORWARDED_PROTO)?)?;
+            let authority = required(h, &X_FORWARDED_HOST)?;
+            let uri = required(h, &X_FORWARDED_URI)?;
+            let method = required(h, &X_FORWARDED_METHOD)?;
+            let client = client_address(peer, trusted, xff())?;
             (scheme, authority, uri, method, client)
         }
     };
@@ -212,13 +226,13 @@ fn is_browser_navigation(h: &HeaderMap, target: &Target) -> bool {
     if target.websocket || h.contains_key(header::AUTHORIZATION) {
         return false;
     }
-    let hv = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if hv("x-requested-with").eq_ignore_ascii_case("xmlhttprequest") {
+    let hv = |n: &HeaderName| h.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if hv(&X_REQUESTED_WITH).eq_ignore_ascii_case("xmlhttprequest") {
         return false;
     }
-    match h.get("sec-fetch-mode").and_then(|v| v.to_str().ok()) {
+    match h.get(&SEC_FETCH_MODE).and_then(|v| v.to_str().ok()) {
         Some(mode) => mode.eq_ignore_ascii_case("navigate"),
-        None => hv("accept").contains("text/html"),
+        None => hv(&header::ACCEPT).contains("text/html"),
     }
 }
 

@@ -1,0 +1,270 @@
+#!/usr/bin/env bash
+# What gatehouse costs on the request path, measured against its yardsticks with
+# one load generator (wrk), servers pinned to CPU 0 and wrk to CPU 1:
+#   1. nginx `return 204`           vs gatehouse /authz/forward (cached token)
+#   2. nginx -> backend             vs nginx -> auth_request -> gatehouse -> backend
+#   3. Apache mod_auth_openidc      (same IdP token and JWKS) vs gatehouse
+#   4. gatehouse peak RSS with 100,000 distinct valid tokens in rotation
+# Results replace the marked section of docs/benchmarks.md and are printed.
+#
+# Needs: nginx, wrk, node (tests/idp), apache2 + libapache2-mod-auth-openidc;
+# installs what is missing on Debian.
+# Usage: scripts/bench.sh [seconds-per-run]   (env: ROUNDS=3, CONNS=16)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+DUR=${1:-10}
+ROUNDS=${ROUNDS:-3}
+CONNS=${CONNS:-16}
+
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+missing=()
+have nginx || missing+=(nginx-light)
+have wrk || missing+=(wrk)
+have apache2 || missing+=(apache2)
+[ -f /usr/lib/apache2/modules/mod_auth_openidc.so ] || missing+=(libapache2-mod-auth-openidc)
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  systemctl stop nginx apache2 >/dev/null 2>&1 || true
+fi
+[ -f tests/idp/node_modules/oidc-provider/package.json ] || npm ci --prefix tests/idp --no-audit --no-fund --loglevel=error
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+APACHE=$(command -v apache2 || echo /usr/sbin/apache2)
+
+echo "== building gatehouse (release)"
+cargo build --release -q
+GH="$ROOT/target/release/gatehouse"
+
+W=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -f "$W/nginx.pid" ] && kill "$(cat "$W/nginx.pid")" 2>/dev/null || true
+  [ -f "$W/httpd.pid" ] && kill "$(cat "$W/httpd.pid")" 2>/dev/null || true
+  sleep 0.3
+  rm -rf "$W"
+}
+trap cleanup EXIT
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+
+P_IDP=$(port); P_GH=$(port); P_204=$(port); P_BACK=$(port); P_PLAIN=$(port); P_AUTH=$(port); P_APACHE=$(port)
+
+echo "== identity provider"
+node tests/idp/idp.mjs genkey RSA bench > "$W/key.json" 2>/dev/null
+echo "{\"keys\":[$(cat "$W/key.json")]}" > "$W/keys.json"
+node -e 'const c=require("crypto");const j=JSON.parse(require("fs").readFileSync(process.argv[1]));
+  process.stdout.write(c.createPublicKey({key:j,format:"jwk"}).export({type:"spki",format:"pem"}))' \
+  "$W/key.json" > "$W/idp-public.pem"
+echo '{"bench":{"claims":{"preferred_username":"bench","realm_access":{"roles":["viewer"]}}}}' > "$W/users.json"
+IDP_PORT=$P_IDP IDP_KEYS="$W/keys.json" IDP_USERS="$W/users.json" node tests/idp/idp.mjs >/dev/null 2>&1 &
+PIDS+=($!)
+wait_port "$P_IDP"
+TOKEN=$(curl -s -d grant_type=client_credentials -d client_id=bench -d client_secret=secret -d scope=api \
+  "http://127.0.0.1:$P_IDP/token" | python3 -c 'import sys,json; print(json.load(sys.stdin)["access_token"])')
+
+echo "== gatehouse on CPU 0"
+cat > "$W/gatehouse.toml" <<EOF
+[server]
+listen = "127.0.0.1:$P_GH"
+public_url = "https://auth.example.com"
+[[issuers]]
+issuer = "http://127.0.0.1:$P_IDP"
+allow_insecure_http = true
+audiences = ["gatehouse"]
+[local_issuer]
+signing_key_file = "local.pem"
+max_ttl = "2h"
+[access]
+default_policy = "deny"
+[[access.rules]]
+domains = ["app.example.com"]
+policy = "one_factor"
+EOF
+GATEHOUSE_LOG=warn taskset -c 0 "$GH" serve --config "$W/gatehouse.toml" 2>"$W/gatehouse.log" &
+GH_PID=$!
+PIDS+=($GH_PID)
+wait_port "$P_GH"
+"$GH" token mint --config "$W/gatehouse.toml" --sub load --ttl 1h --count 100000 > "$W/tokens.txt"
+
+echo "== nginx on CPU 0 (return 204, backend, plain proxy, proxy with gatehouse)"
+mkdir -p "$W/snippets" "$W/tmp"
+sed "s/127.0.0.1:9091/127.0.0.1:$P_GH/" nginx/gatehouse-http.conf > "$W/gatehouse-http.conf"
+cp nginx/gatehouse-server.conf nginx/gatehouse-location.conf "$W/snippets/"
+sed -e "s/listen 80;/listen 127.0.0.1:$P_AUTH;/" -e "s/127.0.0.1:3000/127.0.0.1:$P_BACK/" \
+  nginx/example-site.conf > "$W/site.conf"
+USER_LINE=""; [ "$(id -u)" = 0 ] && USER_LINE="user root;"
+cat > "$W/nginx.conf" <<EOF
+$USER_LINE
+worker_processes 1;
+worker_cpu_affinity 01;
+pid $W/nginx.pid;
+error_log $W/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $W/tmp/body; proxy_temp_path $W/tmp/proxy;
+  fastcgi_temp_path $W/tmp/fcgi; uwsgi_temp_path $W/tmp/uwsgi; scgi_temp_path $W/tmp/scgi;
+  upstream backend { server 127.0.0.1:$P_BACK; keepalive 32; }
+  server { listen 127.0.0.1:$P_204; location / { return 204; } }
+  server { listen 127.0.0.1:$P_BACK; location / { return 200 "ok\n"; } }
+  server {
+    listen 127.0.0.1:$P_PLAIN;
+    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+  include $W/gatehouse-http.conf;
+  include $W/site.conf;
+}
+EOF
+taskset -c 0 "$NGINX" -p "$W" -c "$W/nginx.conf"
+wait_port "$P_204"; wait_port "$P_AUTH"
+
+echo "== Apache httpd + mod_auth_openidc (OAuth 2.0 resource server) on CPU 0"
+mkdir -p "$W/www"; : > "$W/www/authz"
+MODS=/usr/lib/apache2/modules
+AP_USER=""; [ "$(id -u)" = 0 ] && AP_USER=$'User www-data\nGroup www-data'
+cat > "$W/httpd.conf" <<EOF
+ServerName localhost
+Listen 127.0.0.1:$P_APACHE
+PidFile $W/httpd.pid
+ErrorLog $W/httpd-error.log
+LogLevel warn
+$AP_USER
+LoadModule mpm_event_module $MODS/mod_mpm_event.so
+LoadModule authn_core_module $MODS/mod_authn_core.so
+LoadModule authz_core_module $MODS/mod_authz_core.so
+LoadModule authz_user_module $MODS/mod_authz_user.so
+LoadModule auth_openidc_module $MODS/mod_auth_openidc.so
+DocumentRoot $W/www
+<Directory $W/www>
+  Require all granted
+</Directory>
+OIDCCryptoPassphrase bench-only-passphrase
+# mod_auth_openidc refuses http:// JWKS URIs, so it gets the same IdP key as PEM.
+OIDCOAuthVerifyCertFiles bench#$W/idp-public.pem
+OIDCOAuthRemoteUserClaim sub
+<Location /authz>
+  AuthType oauth20
+  Require valid-user
+</Location>
+EOF
+chmod 755 "$W" "$W/www"
+taskset -c 0 "$APACHE" -f "$W/httpd.conf" -k start
+wait_port "$P_APACHE"
+
+# wrk run: prints "rps p99_ms"; arguments: url [lua-script] [extra wrk args...]
+run() {
+  local url=$1; shift
+  local out
+  out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DUR_OVERRIDE:-$DUR}s" --latency "$@" "$url")
+  echo "$out" >> "$W/wrk.log"
+  local rps p99
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  p99=$(echo "$out" | awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}')
+  local non2xx
+  non2xx=$(echo "$out" | awk '/Non-2xx/ {print $4}')
+  if [ -n "$non2xx" ]; then echo "WARNING: $non2xx non-2xx answers from $url" >&2; fi
+  echo "$rps $p99"
+}
+
+cat > "$W/fwd.lua" <<EOF
+wrk.headers["X-Forwarded-Proto"] = "https"
+wrk.headers["X-Forwarded-Host"] = "app.example.com"
+wrk.headers["X-Forwarded-Uri"] = "/d/abc?orgId=1"
+wrk.headers["X-Forwarded-Method"] = "GET"
+wrk.headers["Authorization"] = "Bearer $TOKEN"
+EOF
+cat > "$W/bearer.lua" <<EOF
+wrk.headers["Host"] = "app.example.com"
+wrk.headers["Authorization"] = "Bearer $TOKEN"
+EOF
+cat > "$W/rotate.lua" <<EOF
+local tokens = {}
+for line in io.lines("$W/tokens.txt") do tokens[#tokens + 1] = "Bearer " .. line end
+local i = 0
+request = function()
+  i = i % #tokens + 1
+  return wrk.format("GET", "/authz/forward", {
+    ["X-Forwarded-Proto"] = "https", ["X-Forwarded-Host"] = "app.example.com",
+    ["X-Forwarded-Uri"] = "/d/abc", ["X-Forwarded-Method"] = "GET",
+    ["Authorization"] = tokens[i] })
+end
+EOF
+
+echo "== warm-up"
+taskset -c 1 wrk -t1 -c4 -d2s -s "$W/fwd.lua" "http://127.0.0.1:$P_GH/authz/forward" >/dev/null
+taskset -c 1 wrk -t1 -c4 -d2s -s "$W/bearer.lua" "http://127.0.0.1:$P_APACHE/authz" >/dev/null
+
+echo "== measuring: $ROUNDS interleaved rounds, ${DUR}s per setup, $CONNS connections"
+# Machines like this one are noisy (runs of the same setup differ by 30%), so every
+# setup runs once per round, rounds interleave, and the medians are reported.
+declare -A R
+for round in $(seq 1 "$ROUNDS"); do
+  R[n204]+="$(run "http://127.0.0.1:$P_204/");"
+  R[gh]+="$(run "http://127.0.0.1:$P_GH/authz/forward" -s "$W/fwd.lua");"
+  R[plain]+="$(run "http://127.0.0.1:$P_PLAIN/");"
+  R[auth]+="$(run "http://127.0.0.1:$P_AUTH/" -s "$W/bearer.lua");"
+  R[apache]+="$(run "http://127.0.0.1:$P_APACHE/authz" -s "$W/bearer.lua");"
+  echo "   round $round done"
+done
+med() {  # med KEY FIELD(1=rps,2=p99)
+  python3 -c "import statistics,sys; v=[float(x.split()[int(sys.argv[2])-1]) for x in sys.argv[1].split(';') if x.strip()]; print(round(statistics.median(v), 3 if sys.argv[2]=='2' else 0))" "${R[$1]}" "$2"
+}
+N204_RPS=$(med n204 1); N204_P99=$(med n204 2)
+GH_RPS=$(med gh 1); GH_P99=$(med gh 2)
+PLAIN_RPS=$(med plain 1); PLAIN_P99=$(med plain 2)
+AUTH_RPS=$(med auth 1); AUTH_P99=$(med auth 2)
+AP_RPS=$(med apache 1); AP_P99=$(med apache 2)
+
+echo "== 100,000 distinct tokens"
+RSS_BEFORE=$(awk '/VmRSS/ {print $2}' "/proc/$GH_PID/status")
+# First pass long enough for every token to be verified once (about 60 us each).
+read -r ROT_RPS ROT_P99 < <(DUR_OVERRIDE=$((DUR > 15 ? DUR : 15)) run "http://127.0.0.1:$P_GH/authz/forward" -s "$W/rotate.lua")
+read -r ROT2_RPS ROT2_P99 < <(run "http://127.0.0.1:$P_GH/authz/forward" -s "$W/rotate.lua")
+RSS_PEAK=$(awk '/VmHWM/ {print $2}' "/proc/$GH_PID/status")
+RSS_AFTER=$(awk '/VmRSS/ {print $2}' "/proc/$GH_PID/status")
+CACHE=$(curl -s "http://127.0.0.1:$P_GH/metrics" | awk '/^gatehouse_token_cache_(hits|misses)_total/ {printf "%s=%s ", $1, $2}')
+
+ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
+R_THROUGHPUT=$(ratio "$GH_RPS" "$N204_RPS")
+R_OVERHEAD=$(ratio "$PLAIN_RPS" "$AUTH_RPS")
+R_P99_OVERHEAD=$(ratio "$AUTH_P99" "$PLAIN_P99")
+R_APACHE=$(ratio "$GH_RPS" "$AP_RPS")
+R_APACHE_204=$(ratio "$AP_RPS" "$N204_RPS")
+CPU=$(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//')
+
+SECTION=$(cat <<EOF
+<!-- bench:start -->
+Run: \`scripts/bench.sh $DUR\` on $(date -u +%Y-%m-%d), $CPU; servers pinned to CPU 0,
+\`wrk -t1 -c$CONNS -d${DUR}s\` pinned to CPU 1, loopback, keep-alive; medians of $ROUNDS interleaved rounds.
+nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), $("$APACHE" -v | awk -F/ '/version/ {print $2}' | awk '{print $1}') with mod_auth_openidc $(dpkg-query -W -f='${Version}' libapache2-mod-auth-openidc 2>/dev/null || echo '?').
+
+| setup | requests/s | p99 |
+|---|---:|---:|
+| nginx \`return 204\` | $N204_RPS | ${N204_P99} ms |
+| gatehouse \`/authz/forward\`, cached RS256 token | $GH_RPS | ${GH_P99} ms |
+| nginx → backend (no auth) | $PLAIN_RPS | ${PLAIN_P99} ms |
+| nginx → \`auth_request\` gatehouse → backend | $AUTH_RPS | ${AUTH_P99} ms |
+| Apache mod_auth_openidc, same token and key (PEM: it refuses http JWKS) | $AP_RPS | ${AP_P99} ms |
+| gatehouse, 100,000 distinct tokens in rotation (1st pass: every token verified) | $ROT_RPS | ${ROT_P99} ms |
+| gatehouse, 100,000 distinct tokens in rotation (2nd pass: cached) | $ROT2_RPS | ${ROT2_P99} ms |
+
+- gatehouse / nginx \`return 204\` throughput: **$R_THROUGHPUT** (target ≥ 0.8, p99 < 1 ms: ${GH_P99} ms)
+- cost of adding gatehouse behind nginx (plain / with auth, requests/s): **${R_OVERHEAD}x**, p99 ${R_P99_OVERHEAD}x (target ≤ 1.5x)
+- gatehouse / Apache mod_auth_openidc: **${R_APACHE}x** (Apache / nginx \`return 204\`: $R_APACHE_204)
+- gatehouse RSS: ${RSS_BEFORE} KiB before the 100,000-token runs, ${RSS_AFTER} KiB after, peak ${RSS_PEAK} KiB; $CACHE
+<!-- bench:end -->
+EOF
+)
+python3 - "$ROOT/docs/benchmarks.md" "$SECTION" <<'PY'
+import sys, re
+path, section = sys.argv[1], sys.argv[2]
+text = open(path).read()
+if "<!-- bench:start -->" in text:
+    text = re.sub(r"<!-- bench:start -->.*?<!-- bench:end -->", lambda m: section, text, flags=re.S)
+else:
+    text = text.rstrip() + "\n\n## Behind real proxies (scripts/bench.sh)\n\n" + section + "\n"
+open(path, "w").write(text)
+PY
+echo "$SECTION"
