@@ -43,12 +43,12 @@ methods = ["GET", "HEAD", "POST"]
 policy = "one_factor"
 "#;
 
-fn state(dir: &Path, key_pem: Option<&str>) -> AppState {
+fn state(rt: &tokio::runtime::Runtime, dir: &Path, key_pem: Option<&str>) -> AppState {
     if let Some(pem) = key_pem {
         std::fs::write(dir.join("key.pem"), pem).unwrap();
     }
     let cfg = Config::from_toml_str(RULES, dir, "bench", &[]).unwrap();
-    build_state(cfg, None).unwrap()
+    rt.block_on(build_state(cfg, None)).unwrap()
 }
 
 fn mint(st: &AppState, sub: &str) -> String {
@@ -107,7 +107,7 @@ fn benches(c: &mut Criterion) {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let st = state(dir.path(), None);
+    let st = state(&rt, dir.path(), None);
 
     // 1. decide() alone
     let token = mint(&st, "alice");
@@ -150,7 +150,7 @@ fn benches(c: &mut Criterion) {
         })
     });
     let dir2 = tempfile::tempdir().unwrap();
-    let st2 = state(dir2.path(), Some(&p256_pem()));
+    let st2 = state(&rt, dir2.path(), Some(&p256_pem()));
     let es_tokens: Vec<String> = (0..64).map(|i| mint(&st2, &format!("user{i}"))).collect();
     c.bench_function("verify first-seen token (ES256)", |b| {
         b.iter(|| {

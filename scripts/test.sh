@@ -3,6 +3,7 @@
 # machine; skipped when already present), then runs `cargo test`.
 #   - nginx (auth_request), Caddy 2.11 and Traefik 3 for tests/proxies.rs
 #   - Node.js + npm oidc-provider for the real identity provider (tests/idp)
+#   - PostgreSQL server binaries (tests/store.rs starts a private server)
 # Extra arguments go to cargo test: scripts/test.sh --test proxies
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,14 +13,15 @@ sudo_if_needed() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 apt_pkgs=()
 have nginx || apt_pkgs+=(nginx-light)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_pkgs+=(postgresql)
 have node || apt_pkgs+=(nodejs)
 have npm || apt_pkgs+=(npm)
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
   echo "== apt-get install ${apt_pkgs[*]}"
   sudo_if_needed apt-get update -qq
   sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_pkgs[@]}" >/dev/null
-  # Debian starts the packaged nginx on port 80; the tests run their own.
-  sudo_if_needed systemctl stop nginx >/dev/null 2>&1 || true
+  # Debian starts the packaged nginx and PostgreSQL; the tests run their own.
+  sudo_if_needed systemctl stop nginx postgresql >/dev/null 2>&1 || true
 fi
 
 # pip puts console scripts (caddy, traefik) here; pyenv shims may need a rehash.
@@ -46,6 +48,7 @@ echo "nginx: $( (nginx -v 2>&1 || /usr/sbin/nginx -v 2>&1) | head -1)"
 echo "caddy: $(caddy version | head -1)"
 echo "traefik: $(traefik version 2>/dev/null | head -1)"
 echo "node: $(node --version)"
+echo "postgres: $(ls -d /usr/lib/postgresql/*/bin | head -1)"
 
 echo "== cargo test"
 cargo test "$@"

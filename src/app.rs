@@ -15,6 +15,7 @@ use crate::decision::Policy;
 use crate::http;
 use crate::identity::{IssuerHandle, LocalSigner, TokenValidator};
 use crate::metrics::Metrics;
+use crate::store::Store;
 
 /// Validated-token cache size (entries); 100k tokens fit in a few tens of MB.
 pub const TOKEN_CACHE_CAPACITY: u64 = 200_000;
@@ -29,15 +30,26 @@ pub struct Inner {
     pub validator: Arc<TokenValidator>,
     pub local: Option<Arc<LocalSigner>>,
     pub metrics: Arc<Metrics>,
+    pub store: Store,
     pub clock: SharedClock,
     pub trusted_proxies: Arc<[IpNet]>,
     /// `server.public_url` without a trailing slash.
     pub public_base: String,
 }
 
-/// Builds the state from a validated configuration. Creates the local signing
-/// key if it is configured and missing. Does not fetch keys (see [`start_key_loading`]).
-pub fn build_state(config: Config, clock: Option<SharedClock>) -> anyhow::Result<AppState> {
+/// Builds the state from a validated configuration: connects to the store and
+/// applies pending migrations, creates the local signing key if it is configured
+/// and missing. Does not fetch keys (see [`start_key_loading`]).
+pub async fn build_state(config: Config, clock: Option<SharedClock>) -> anyhow::Result<AppState> {
+    let store = Store::connect(&config.store.url).await?;
+    let applied = store.migrate().await?;
+    if applied > 0 {
+        tracing::info!(
+            applied,
+            backend = store.backend().as_str(),
+            "applied store migrations"
+        );
+    }
     let clock = clock.unwrap_or_else(|| Arc::new(SystemClock));
     let metrics = Arc::new(Metrics::default());
     let policy = Policy::from_config(&config.access).map_err(|e| anyhow::anyhow!(e))?;
@@ -74,6 +86,7 @@ pub fn build_state(config: Config, clock: Option<SharedClock>) -> anyhow::Result
         validator,
         local,
         metrics,
+        store,
         clock,
     }))
 }

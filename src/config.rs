@@ -798,6 +798,13 @@ fn validate(raw: RawConfig, base_dir: &Path, label: &str, errors: &mut Vec<Confi
             "must start with sqlite:// (embedded) or postgres:// (shared); e.g. \"sqlite://gatehouse.db\"",
         );
     }
+    // A relative SQLite path resolves against the config file's directory, like every path.
+    let store_url = match store_url.strip_prefix("sqlite://") {
+        Some(rest) if !rest.is_empty() && !rest.starts_with('/') && !rest.starts_with(':') => {
+            format!("sqlite://{}", v.path(rest).display())
+        }
+        _ => store_url,
+    };
 
     // [[issuers]]
     let mut issuers = Vec::new();
@@ -1293,6 +1300,16 @@ inactivity = "10"
             c.local_issuer.unwrap().signing_key_file.unwrap(),
             PathBuf::from("/etc/gatehouse/k.pem")
         );
+    }
+
+    #[test]
+    fn sqlite_paths_resolve_against_the_config_dir() {
+        let c = load("[store]\nurl = \"sqlite://data/g.db\"\n", &[]).unwrap();
+        assert_eq!(c.store.url, "sqlite:///etc/gatehouse/data/g.db");
+        let c = load("[store]\nurl = \"sqlite:///var/lib/g.db\"\n", &[]).unwrap();
+        assert_eq!(c.store.url, "sqlite:///var/lib/g.db");
+        let c = load("[store]\nurl = \"postgres://u@h/db\"\n", &[]).unwrap();
+        assert_eq!(c.store.url, "postgres://u@h/db");
     }
 
     #[test]

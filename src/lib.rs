@@ -14,3 +14,4 @@ pub mod decision;
 pub mod http;
 pub mod identity;
 pub mod metrics;
+pub mod store;

@@ -34,6 +34,11 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Apply pending migrations to the configured store and exit.
+    Migrate {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Tokens from the local signing key.
     Token {
         #[command(subcommand)]
@@ -103,6 +108,43 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Migrate { config } => {
+            let cfg = match load(config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let url = cfg.store.url.clone();
+            match rt.block_on(async {
+                let store = gatehouse::store::Store::connect(&url).await?;
+                let applied = store.migrate().await?;
+                let versions = store.applied_versions().await?;
+                Ok::<_, gatehouse::store::StoreError>((store.backend(), applied, versions))
+            }) {
+                Ok((backend, applied, versions)) => {
+                    println!(
+                        "ok: {} {} — applied {applied} migration(s), now at version {}",
+                        backend.as_str(),
+                        gatehouse::config::redact_url(&url),
+                        versions.last().copied().unwrap_or(0)
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Token {
             command:
                 TokenCommand::Mint {
@@ -204,7 +246,7 @@ fn main() -> ExitCode {
 async fn serve(cfg: Config) -> anyhow::Result<()> {
     let listen = cfg.server.listen;
     tracing::info!(source = %cfg.source, "{}", cfg.summary());
-    let state = gatehouse::app::build_state(cfg, None)?;
+    let state = gatehouse::app::build_state(cfg, None).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("server.listen: cannot bind {listen}: {e}"))?;

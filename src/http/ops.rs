@@ -14,14 +14,18 @@ pub async fn healthz() -> Response {
     (StatusCode::OK, Json(json!({"status": "ok"}))).into_response()
 }
 
-/// Every issuer has signing keys loaded (the store joins this check when it exists).
+/// Every issuer has signing keys loaded and the store answers within a second.
 pub async fn readyz(State(st): State<AppState>) -> Response {
     let issuers: Vec<_> = st
         .validator
         .issuers()
         .map(|i| json!({"issuer": i.issuer, "keys_loaded": i.is_loaded()}))
         .collect();
-    let ready = st.validator.ready();
+    let store_ok = matches!(
+        tokio::time::timeout(std::time::Duration::from_secs(1), st.store.ping()).await,
+        Ok(Ok(()))
+    );
+    let ready = st.validator.ready() && store_ok;
     let status = if ready {
         StatusCode::OK
     } else {
@@ -29,7 +33,11 @@ pub async fn readyz(State(st): State<AppState>) -> Response {
     };
     (
         status,
-        Json(json!({"status": if ready {"ready"} else {"not_ready"}, "issuers": issuers})),
+        Json(json!({
+            "status": if ready {"ready"} else {"not_ready"},
+            "issuers": issuers,
+            "store": {"backend": st.store.backend().as_str(), "reachable": store_ok},
+        })),
     )
         .into_response()
 }

@@ -3,6 +3,7 @@
 //! starts is stopped when its handle drops.
 #![allow(dead_code)]
 
+pub mod pg;
 pub mod proxies;
 pub mod raw;
 
@@ -172,7 +173,7 @@ impl Server {
         let text = toml.replace("{dir}", dir.path().to_str().unwrap());
         let cfg =
             Config::from_toml_str(&text, dir.path(), "test", &[]).unwrap_or_else(|e| panic!("{e}"));
-        let state = build_state(cfg, clock).unwrap();
+        let state = build_state(cfg, clock).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

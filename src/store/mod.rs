@@ -1,0 +1,498 @@
+//! The only code that speaks SQL. SQLite (embedded default) or PostgreSQL through
+//! sqlx's `Any` driver: one query text for both (`$n` placeholders, in order of
+//! appearance), per-backend migrations in `migrations/{sqlite,postgres}/`.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use sqlx::{AnyPool, Executor, Row};
+
+/// Which database the URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of(url: &str) -> Option<Backend> {
+        if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Backend::Postgres)
+        } else {
+            None
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// Migrations compiled into the binary: (version, description, SQL).
+type Embedded = &'static [(i64, &'static str, &'static str)];
+
+const SQLITE_MIGRATIONS: Embedded = &[(
+    1,
+    "sessions",
+    include_str!("../../migrations/sqlite/0001_sessions.sql"),
+)];
+const POSTGRES_MIGRATIONS: Embedded = &[(
+    1,
+    "sessions",
+    include_str!("../../migrations/postgres/0001_sessions.sql"),
+)];
+
+/// Advisory-lock key for migrations ("gatehous" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6761_7465_686f_7573;
+
+async fn applied(conn: &mut sqlx::AnyConnection) -> Result<Vec<i64>, StoreError> {
+    let rows =
+        sqlx::query("SELECT version FROM _sqlx_migrations WHERE success = TRUE ORDER BY version")
+            .fetch_all(&mut *conn)
+            .await?;
+    rows.iter()
+        .map(|r| r.try_get::<i64, _>(0).map_err(StoreError::from))
+        .collect()
+}
+
+#[derive(Debug)]
+struct EmbeddedSource(Embedded);
+
+impl<'s> MigrationSource<'s> for EmbeddedSource {
+    fn resolve(self) -> BoxFuture<'s, Result<Vec<Migration>, sqlx::error::BoxDynError>> {
+        Box::pin(async move {
+            Ok(self
+                .0
+                .iter()
+                .map(|(v, d, sql)| {
+                    Migration::new(
+                        *v,
+                        Cow::Borrowed(*d),
+                        MigrationType::Simple,
+                        Cow::Borrowed(*sql),
+                        false,
+                    )
+                })
+                .collect())
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store.url: {0}")]
+    Url(String),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is malformed: {0}")]
+    Corrupt(String),
+}
+
+/// A connection pool to the configured database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// One stored session. `id` is the SHA-256 (hex) of the cookie value.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SessionRecord {
+    pub id: String,
+    pub issuer: String,
+    pub subject: String,
+    pub username: String,
+    pub groups: Vec<String>,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub acr: Option<String>,
+    pub amr: Vec<String>,
+    pub auth_time: Option<i64>,
+    pub sid: Option<String>,
+    pub client_addr: Option<String>,
+    pub user_agent: Option<String>,
+    pub created_at: i64,
+    pub last_seen: i64,
+    pub expires_at: i64,
+    pub terminated_at: Option<i64>,
+    pub terminated_by: Option<String>,
+}
+
+/// A bearer-token revocation: by IdP session (`sid`) or by user (`sub`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Revocation {
+    pub issuer: String,
+    pub kind: RevocationKind,
+    pub value: String,
+    /// Tokens issued before this time are revoked.
+    pub not_before: i64,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RevocationKind {
+    Sid,
+    Sub,
+}
+
+impl RevocationKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Sid => "sid",
+            Self::Sub => "sub",
+        }
+    }
+}
+
+const SESSION_COLUMNS: &str =
+    "id, issuer, subject, username, groups, email, name, acr, amr, auth_time, sid, \
+     client_addr, user_agent, created_at, last_seen, expires_at, terminated_at, terminated_by";
+
+fn json_list(s: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("list column: {e}")))
+}
+
+fn session_from_row(r: &AnyRow) -> Result<SessionRecord, StoreError> {
+    Ok(SessionRecord {
+        id: r.try_get("id")?,
+        issuer: r.try_get("issuer")?,
+        subject: r.try_get("subject")?,
+        username: r.try_get("username")?,
+        groups: json_list(&r.try_get::<String, _>("groups")?)?,
+        email: r.try_get("email")?,
+        name: r.try_get("name")?,
+        acr: r.try_get("acr")?,
+        amr: json_list(&r.try_get::<String, _>("amr")?)?,
+        auth_time: r.try_get("auth_time")?,
+        sid: r.try_get("sid")?,
+        client_addr: r.try_get("client_addr")?,
+        user_agent: r.try_get("user_agent")?,
+        created_at: r.try_get("created_at")?,
+        last_seen: r.try_get("last_seen")?,
+        expires_at: r.try_get("expires_at")?,
+        terminated_at: r.try_get("terminated_at")?,
+        terminated_by: r.try_get("terminated_by")?,
+    })
+}
+
+/// A SQLite URL that creates the file if it is missing.
+fn sqlite_url(url: &str) -> String {
+    if url.contains(":memory:") || url.contains("mode=") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    }
+}
+
+impl Store {
+    /// Connects (the SQLite file is created if missing). Does not migrate.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of(url)
+            .ok_or_else(|| StoreError::Url("must start with sqlite:// or postgres://".into()))?;
+        let (url, max) = match backend {
+            // SQLite serialises writers anyway; a few connections serve the readers.
+            Backend::Sqlite => (sqlite_url(url), 4),
+            Backend::Postgres => (url.to_string(), 10),
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(Duration::from_secs(5))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute("PRAGMA busy_timeout = 5000").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        if backend == Backend::Sqlite && !url.contains(":memory:") {
+            // WAL lets readers proceed while a writer commits.
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await?;
+        }
+        Ok(Store { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Applies pending migrations (idempotent). On PostgreSQL a gatehouse advisory
+    /// lock, held on the connection the migrator uses, makes concurrent starts of
+    /// several processes migrate once and count exactly. Returns how many this call applied.
+    pub async fn migrate(&self) -> Result<usize, StoreError> {
+        let source = match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS,
+            Backend::Postgres => POSTGRES_MIGRATIONS,
+        };
+        let migrator = Migrator::new(EmbeddedSource(source)).await?;
+        let mut conn = self.pool.acquire().await?;
+        let pg = self.backend == Backend::Postgres;
+        if pg {
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(MIGRATION_LOCK)
+                .execute(&mut *conn)
+                .await?;
+        }
+        let before = applied(&mut conn).await.unwrap_or_default();
+        // run_direct on the connection itself: run() via Acquire is not provably Send.
+        let ran = migrator.run_direct(&mut *conn).await;
+        let result = match ran {
+            Ok(()) => applied(&mut conn)
+                .await
+                .map(|after| after.len().saturating_sub(before.len())),
+            Err(e) => Err(StoreError::from(e)),
+        };
+        if pg {
+            // Released on disconnect too; unlock now so the pooled connection is clean.
+            let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(MIGRATION_LOCK)
+                .execute(&mut *conn)
+                .await;
+        }
+        result
+    }
+
+    /// Versions recorded in sqlx's migrations table (empty before the first run).
+    pub async fn applied_versions(&self) -> Result<Vec<i64>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        applied(&mut conn).await
+    }
+
+    /// The database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn insert_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
+        let q = format!(
+            "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+        );
+        sqlx::query(&q)
+            .bind(&s.id)
+            .bind(&s.issuer)
+            .bind(&s.subject)
+            .bind(&s.username)
+            .bind(serde_json::to_string(&s.groups).unwrap_or_else(|_| "[]".into()))
+            .bind(&s.email)
+            .bind(&s.name)
+            .bind(&s.acr)
+            .bind(serde_json::to_string(&s.amr).unwrap_or_else(|_| "[]".into()))
+            .bind(s.auth_time)
+            .bind(&s.sid)
+            .bind(&s.client_addr)
+            .bind(&s.user_agent)
+            .bind(s.created_at)
+            .bind(s.last_seen)
+            .bind(s.expires_at)
+            .bind(s.terminated_at)
+            .bind(&s.terminated_by)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let q = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1");
+        let row = sqlx::query(&q).bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    /// Live sessions (not terminated, not past their lifetime), optionally of one user.
+    pub async fn live_sessions(
+        &self,
+        now: i64,
+        user: Option<&str>,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let mut q = format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE terminated_at IS NULL AND expires_at > $1"
+        );
+        if user.is_some() {
+            q.push_str(" AND username = $2");
+        }
+        q.push_str(" ORDER BY created_at, id");
+        let mut query = sqlx::query(&q).bind(now);
+        if let Some(u) = user {
+            query = query.bind(u.to_string());
+        }
+        query
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(session_from_row)
+            .collect()
+    }
+
+    pub async fn touch_session(&self, id: &str, now: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE sessions SET last_seen = $1 WHERE id = $2 AND last_seen < $1")
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Terminates one live session; false when there was none to terminate.
+    pub async fn terminate_session(
+        &self,
+        id: &str,
+        now: i64,
+        by: &str,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE sessions SET terminated_at = $1, terminated_by = $2 WHERE id = $3 AND terminated_at IS NULL",
+        )
+        .bind(now)
+        .bind(by)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Terminates every live session (of one user, if given); returns their ids.
+    pub async fn terminate_sessions(
+        &self,
+        now: i64,
+        by: &str,
+        user: Option<&str>,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut sel =
+            String::from("SELECT id FROM sessions WHERE terminated_at IS NULL AND expires_at > $1");
+        if user.is_some() {
+            sel.push_str(" AND username = $2");
+        }
+        let mut q = sqlx::query(&sel).bind(now);
+        if let Some(u) = user {
+            q = q.bind(u.to_string());
+        }
+        let ids: Vec<String> = q
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<String, _>(0))
+            .collect::<Result<_, _>>()?;
+        for id in &ids {
+            sqlx::query("UPDATE sessions SET terminated_at = $1, terminated_by = $2 WHERE id = $3")
+                .bind(now)
+                .bind(by)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    pub async fn insert_revocation(&self, r: &Revocation) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO revocations (issuer, kind, value, not_before, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&r.issuer)
+        .bind(r.kind.as_str())
+        .bind(&r.value)
+        .bind(r.not_before)
+        .bind(r.created_at)
+        .bind(r.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Revocations that can still match a live token.
+    pub async fn live_revocations(&self, now: i64) -> Result<Vec<Revocation>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT issuer, kind, value, not_before, created_at, expires_at FROM revocations \
+             WHERE expires_at > $1 ORDER BY id",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let kind = match r.try_get::<String, _>("kind")?.as_str() {
+                    "sid" => RevocationKind::Sid,
+                    "sub" => RevocationKind::Sub,
+                    other => return Err(StoreError::Corrupt(format!("revocation kind {other:?}"))),
+                };
+                Ok(Revocation {
+                    issuer: r.try_get("issuer")?,
+                    kind,
+                    value: r.try_get("value")?,
+                    not_before: r.try_get("not_before")?,
+                    created_at: r.try_get("created_at")?,
+                    expires_at: r.try_get("expires_at")?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both backends must have the same migration numbers, every file embedded.
+    #[test]
+    fn migrations_are_embedded_and_paired() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        for (sub, embedded) in [
+            ("sqlite", SQLITE_MIGRATIONS),
+            ("postgres", POSTGRES_MIGRATIONS),
+        ] {
+            let mut files: Vec<String> = std::fs::read_dir(dir.join(sub))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|f| f.ends_with(".sql"))
+                .collect();
+            files.sort();
+            let versions: Vec<i64> = files.iter().map(|f| f[..4].parse().unwrap()).collect();
+            let embedded_versions: Vec<i64> = embedded.iter().map(|m| m.0).collect();
+            assert_eq!(
+                versions, embedded_versions,
+                "{sub}: every migration file must be embedded"
+            );
+            for (f, m) in files.iter().zip(embedded) {
+                let text = std::fs::read_to_string(dir.join(sub).join(f)).unwrap();
+                assert_eq!(text, m.2, "{sub}/{f} differs from the embedded text");
+            }
+        }
+        let a: Vec<i64> = SQLITE_MIGRATIONS.iter().map(|m| m.0).collect();
+        let b: Vec<i64> = POSTGRES_MIGRATIONS.iter().map(|m| m.0).collect();
+        assert_eq!(
+            a, b,
+            "sqlite and postgres migrations must have the same numbers"
+        );
+    }
+
+    #[test]
+    fn backends_from_urls() {
+        assert_eq!(Backend::of("sqlite://x.db"), Some(Backend::Sqlite));
+        assert_eq!(Backend::of("postgres://u@h/db"), Some(Backend::Postgres));
+        assert_eq!(Backend::of("mysql://x"), None);
+        assert_eq!(sqlite_url("sqlite://x.db"), "sqlite://x.db?mode=rwc");
+        assert_eq!(sqlite_url("sqlite::memory:"), "sqlite::memory:");
+    }
+}
