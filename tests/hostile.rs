@@ -444,14 +444,18 @@ async fn authorization_header_tricks() {
     }
     // a huge header: the server refuses it, never allows
     let huge = "a".repeat(200 * 1024);
-    let r = client()
-        .get(gh.url("/authz/forward"))
-        .header("X-Forwarded-Proto", "https")
-        .header("X-Forwarded-Host", "app.example.com")
-        .header("X-Forwarded-Uri", "/")
-        .header("X-Forwarded-Method", "GET")
-        .header("Authorization", format!("Bearer {huge}"))
-        .send()
+    let bearer = format!("Bearer {huge}");
+    let r = gh
+        .authz(
+            "/authz/forward",
+            &[
+                ("X-Forwarded-Proto", "https"),
+                ("X-Forwarded-Host", "app.example.com"),
+                ("X-Forwarded-Uri", "/"),
+                ("X-Forwarded-Method", "GET"),
+                ("Authorization", &bearer),
+            ],
+        )
         .await;
     if let Ok(r) = r {
         assert!(
@@ -499,19 +503,9 @@ async fn path_and_host_tricks_never_reach_admin() {
         "//evil.example.com/admin",
         "admin",
     ] {
-        let r = client()
-            .get(gh.url("/authz/forward"))
-            .header("X-Forwarded-Proto", "https")
-            .header("X-Forwarded-Host", "app.example.com")
-            .header(
-                "X-Forwarded-Uri",
-                reqwest::header::HeaderValue::from_bytes(uri.as_bytes()).unwrap(),
-            )
-            .header("X-Forwarded-Method", "GET")
-            .header("Authorization", &auth)
-            .send()
-            .await
-            .unwrap();
+        let r = gh
+            .forward("app.example.com", uri, &[("Authorization", &auth)])
+            .await;
         assert_eq!(r.status(), 403, "{uri}");
     }
     // the bypass really is only for /public/
@@ -543,16 +537,9 @@ async fn path_and_host_tricks_never_reach_admin() {
         ("app.example.com\tx", 403),
         ("", 403),
     ] {
-        let r = client()
-            .get(gh.url("/authz/forward"))
-            .header("X-Forwarded-Proto", "https")
-            .header("X-Forwarded-Host", host)
-            .header("X-Forwarded-Uri", "/admin")
-            .header("X-Forwarded-Method", "GET")
-            .header("Authorization", &auth)
-            .send()
-            .await
-            .unwrap();
+        let r = gh
+            .forward(host, "/admin", &[("Authorization", &auth)])
+            .await;
         assert_eq!(r.status().as_u16(), want, "{host:?}");
     }
     // a trailing-dot or upper-case host still reaches the public bypass
@@ -573,15 +560,18 @@ async fn forwarded_headers_from_untrusted_peers_are_ignored() {
     );
     let gh = Server::start(&cfg).await;
     for path in ["/authz/forward", "/authz/nginx"] {
-        let r = client()
-            .get(gh.url(path))
-            .header("X-Forwarded-Proto", "https")
-            .header("X-Forwarded-Host", "app.example.com")
-            .header("X-Forwarded-Uri", "/public/x")
-            .header("X-Forwarded-Method", "GET")
-            .header("X-Original-URL", "https://app.example.com/public/x")
-            .header("X-Forwarded-For", "192.168.1.7")
-            .send()
+        let r = gh
+            .authz(
+                path,
+                &[
+                    ("X-Forwarded-Proto", "https"),
+                    ("X-Forwarded-Host", "app.example.com"),
+                    ("X-Forwarded-Uri", "/public/x"),
+                    ("X-Forwarded-Method", "GET"),
+                    ("X-Original-URL", "https://app.example.com/public/x"),
+                    ("X-Forwarded-For", "192.168.1.7"),
+                ],
+            )
             .await
             .unwrap();
         assert_eq!(r.status(), 403, "{path}");
@@ -609,17 +599,16 @@ async fn spoofed_client_addresses_cannot_pass_a_network_rule() {
         401
     );
     // two header lines: nginx-style append, the last hop is the real one
-    let r = client()
-        .get(gh.url("/authz/forward"))
-        .header("X-Forwarded-Proto", "https")
-        .header("X-Forwarded-Host", "app.example.com")
-        .header("X-Forwarded-Uri", "/")
-        .header("X-Forwarded-Method", "GET")
-        .header("X-Forwarded-For", "192.168.1.7")
-        .header("X-Forwarded-For", "203.0.113.9")
-        .send()
-        .await
-        .unwrap();
+    let r = gh
+        .forward(
+            "app.example.com",
+            "/",
+            &[
+                ("X-Forwarded-For", "192.168.1.7"),
+                ("X-Forwarded-For", "203.0.113.9"),
+            ],
+        )
+        .await;
     assert_eq!(r.status(), 401);
     // X-Real-IP is never read by the forward endpoint
     assert_eq!(
@@ -643,12 +632,15 @@ async fn spoofed_client_addresses_cannot_pass_a_network_rule() {
         403
     );
     // nginx flavour: X-Forwarded-For as nginx appends it ("client-sent, real")
-    let r = client()
-        .get(gh.url("/authz/nginx"))
-        .header("X-Original-URL", "https://app.example.com/")
-        .header("X-Forwarded-For", "192.168.1.7, 203.0.113.9")
-        .header("X-Real-IP", "192.168.1.7")
-        .send()
+    let r = gh
+        .authz(
+            "/authz/nginx",
+            &[
+                ("X-Original-URL", "https://app.example.com/"),
+                ("X-Forwarded-For", "192.168.1.7, 203.0.113.9"),
+                ("X-Real-IP", "192.168.1.7"),
+            ],
+        )
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
@@ -688,15 +680,18 @@ async fn websocket_query_tokens_only_on_upgrades() {
         401
     );
     // the auth request's own query string is never read (Caddy appends it)
-    let r = client()
-        .get(gh.url(&format!("/authz/forward?token={t}")))
-        .header("X-Forwarded-Proto", "https")
-        .header("X-Forwarded-Host", "app.example.com")
-        .header("X-Forwarded-Uri", "/ws")
-        .header("X-Forwarded-Method", "GET")
-        .header(ws[0].0, ws[0].1)
-        .header(ws[1].0, ws[1].1)
-        .send()
+    let r = gh
+        .authz(
+            &format!("/authz/forward?token={t}"),
+            &[
+                ("X-Forwarded-Proto", "https"),
+                ("X-Forwarded-Host", "app.example.com"),
+                ("X-Forwarded-Uri", "/ws"),
+                ("X-Forwarded-Method", "GET"),
+                ws[0],
+                ws[1],
+            ],
+        )
         .await
         .unwrap();
     assert_eq!(r.status(), 401);

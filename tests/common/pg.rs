@@ -38,21 +38,13 @@ fn bindir() -> PathBuf {
     )
 }
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
 impl Postgres {
     pub fn start() -> Postgres {
         let bin = bindir();
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         // initdb refuses to run as root: run the server as the postgres user then.
-        let as_postgres = is_root();
+        let as_postgres = super::is_root();
         if as_postgres {
             let ok = Command::new("chown")
                 .args(["-R", "postgres:postgres"])

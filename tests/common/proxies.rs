@@ -87,14 +87,6 @@ fn spawn(name: &'static str, mut cmd: Command, addr: SocketAddr, dir: tempfile::
     }
 }
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
 /// nginx with `nginx/gatehouse-http.conf`, the two snippets and `example-site.conf`.
 pub fn nginx(gatehouse: SocketAddr, backend: SocketAddr) -> Proxy {
     let bin = program("nginx", "apt-get install nginx-light");
@@ -131,7 +123,7 @@ pub fn nginx(gatehouse: SocketAddr, backend: SocketAddr) -> Proxy {
     )
     .unwrap();
     let dp = d.display();
-    let user = if is_root() { "user root;\n" } else { "" };
+    let user = if super::is_root() { "user root;\n" } else { "" };
     let main = format!(
         "{user}worker_processes 1;\npid {dp}/nginx.pid;\nerror_log {dp}/error.log info;\nevents {{ worker_connections 512; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {dp}/tmp/body;\n  proxy_temp_path {dp}/tmp/proxy;\n  fastcgi_temp_path {dp}/tmp/fastcgi;\n  uwsgi_temp_path {dp}/tmp/uwsgi;\n  scgi_temp_path {dp}/tmp/scgi;\n  include {dp}/gatehouse-http.conf;\n  include {dp}/site.conf;\n}}\n"
     );
