@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use axum::routing::{any, get};
+use axum::routing::{any, delete, get, post};
 use axum::Router;
 use ipnet::IpNet;
 
@@ -13,6 +13,7 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::decision::Policy;
 use crate::http;
+use crate::identity::revocation::Revocations;
 use crate::identity::{IssuerHandle, LocalSigner, TokenValidator};
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -31,6 +32,8 @@ pub struct Inner {
     pub local: Option<Arc<LocalSigner>>,
     pub metrics: Arc<Metrics>,
     pub store: Store,
+    /// Revoked tokens; replaced as a whole from the store (see [`reload_revocations`]).
+    pub revocations: ArcSwap<Revocations>,
     pub clock: SharedClock,
     pub trusted_proxies: Arc<[IpNet]>,
     /// `server.public_url` without a trailing slash.
@@ -67,6 +70,7 @@ pub async fn build_state(config: Config, clock: Option<SharedClock>) -> anyhow::
     if let Some(l) = &local {
         issuers.push(Arc::new(l.issuer_handle()));
     }
+    let revocations = Revocations::from_records(&store.live_revocations(clock.now()).await?);
     let validator = Arc::new(TokenValidator::new(
         issuers,
         clock.clone(),
@@ -87,6 +91,7 @@ pub async fn build_state(config: Config, clock: Option<SharedClock>) -> anyhow::
         local,
         metrics,
         store,
+        revocations: ArcSwap::from_pointee(revocations),
         clock,
     }))
 }
@@ -97,10 +102,35 @@ fn issuer_is_http(issuer: &str) -> bool {
     issuer.starts_with("http://")
 }
 
-/// Fetches every issuer's keys once, then keeps them fresh in the background.
-pub async fn start_key_loading(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
+/// How often the revocation snapshot is re-read, for changes made by other
+/// gatehouse processes sharing the store (local changes apply at once).
+pub const REVOCATION_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Re-reads live revocations from the store and swaps the snapshot. On a store
+/// error the previous snapshot stays (it only ever loses entries by expiring).
+pub async fn reload_revocations(state: &Inner) -> Result<(), crate::store::StoreError> {
+    let records = state.store.live_revocations(state.clock.now()).await?;
+    state
+        .revocations
+        .store(Arc::new(Revocations::from_records(&records)));
+    Ok(())
+}
+
+/// Fetches every issuer's keys once, then keeps keys and revocations fresh in
+/// the background.
+pub async fn start_background(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
     state.validator.load_all().await;
-    state.validator.spawn_refreshers()
+    let mut tasks = state.validator.spawn_refreshers();
+    let st = state.clone();
+    tasks.push(tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(REVOCATION_REFRESH).await;
+            if let Err(e) = reload_revocations(&st).await {
+                tracing::warn!(error = %e, "cannot refresh revocations; keeping the last snapshot");
+            }
+        }
+    }));
+    tasks
 }
 
 /// The one router: decision endpoints, operations, and (later) the companion API.
@@ -112,6 +142,17 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(http::ops::readyz))
         .route("/metrics", get(http::ops::metrics))
         .route("/.well-known/jwks.json", get(http::ops::local_jwks))
+        .route("/api/v1/me", get(http::api::me))
+        .route("/api/v1/sessions", get(http::api::sessions::list))
+        .route(
+            "/api/v1/sessions/terminate-all",
+            post(http::api::sessions::terminate_all),
+        )
+        .route(
+            "/api/v1/sessions/{id}",
+            delete(http::api::sessions::terminate_one),
+        )
+        .route("/api/v1/{*rest}", any(http::api::not_found))
         .fallback(http::ops::not_found)
         .with_state(state)
 }

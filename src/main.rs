@@ -251,7 +251,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("server.listen: cannot bind {listen}: {e}"))?;
     tracing::info!(address = %listener.local_addr()?, "listening");
-    let _refreshers = gatehouse::app::start_key_loading(&state).await;
+    let _refreshers = gatehouse::app::start_background(&state).await;
     gatehouse::app::serve_on(listener, state, gatehouse::app::shutdown_signal()).await?;
     Ok(())
 }

@@ -194,6 +194,14 @@ async fn identify(
             Some("malformed_authorization"),
         ),
         Some(Ok(t)) => match st.validator.validate(t).await {
+            // Checked on every request, cached token or not: termination is immediate.
+            Ok(id) if st.revocations.load().is_revoked(&id) => {
+                st.metrics.auth_failures.inc(["revoked"]);
+                (
+                    Subject::Refused(CredentialError::Invalid("revoked")),
+                    Some("revoked"),
+                )
+            }
             Ok(id) => (Subject::User(id), None),
             Err(e) => {
                 st.metrics.auth_failures.inc([e.as_str()]);

@@ -1,4 +1,5 @@
 //! axum adapters only: each handler translates HTTP to library calls and back.
 
+pub mod api;
 pub mod authz;
 pub mod ops;

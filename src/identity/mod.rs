@@ -5,6 +5,7 @@ pub mod claims;
 pub mod jwt;
 pub mod keys;
 pub mod local;
+pub mod revocation;
 
 pub use jwt::{IssuerHandle, TokenError, TokenValidator};
 pub use local::{LocalSigner, MintRequest};

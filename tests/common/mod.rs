@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gatehouse::app::{build_state, serve_on, start_key_loading, AppState};
+use gatehouse::app::{build_state, serve_on, start_background, AppState};
 use gatehouse::clock::SharedClock;
 use gatehouse::config::Config;
 use serde_json::Value;
@@ -177,7 +177,7 @@ impl Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let mut tasks = start_key_loading(&state).await;
+        let mut tasks = start_background(&state).await;
         let st = state.clone();
         tasks.push(tokio::spawn(async move {
             let _ = serve_on(listener, st, async {

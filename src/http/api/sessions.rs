@@ -1,0 +1,148 @@
+//! Session administration: list, terminate one, terminate all (of a user).
+//! Termination also revokes bearer tokens — those carrying the session's `sid`,
+//! and for a user-wide termination every token of that user issued until now —
+//! and the revocation snapshot is swapped before the response, so the next
+//! decision already denies.
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{admin, Admin, ApiError};
+use crate::app::{reload_revocations, AppState};
+use crate::identity::revocation::ANY_ISSUER;
+use crate::store::{Revocation, RevocationKind, SessionRecord};
+
+/// How long a revocation is kept: longer than any access token should live.
+pub const REVOCATION_TTL_SECS: i64 = 24 * 3600;
+
+#[derive(Debug, Deserialize)]
+pub struct UserFilter {
+    pub user: Option<String>,
+}
+
+fn revocation_ttl(st: &AppState) -> i64 {
+    let local = st.local.as_ref().map_or(0, |l| l.max_ttl_secs);
+    REVOCATION_TTL_SECS.max(local)
+}
+
+fn session_json(s: &SessionRecord) -> Value {
+    json!({
+        "id": s.id, "user": s.username, "sub": s.subject, "issuer": s.issuer,
+        "groups": s.groups, "email": s.email, "name": s.name, "acr": s.acr, "amr": s.amr,
+        "auth_time": s.auth_time, "sid": s.sid, "client_addr": s.client_addr,
+        "user_agent": s.user_agent, "created_at": s.created_at, "last_seen": s.last_seen,
+        "expires_at": s.expires_at,
+    })
+}
+
+fn checked_user(f: &UserFilter) -> Result<Option<&str>, ApiError> {
+    match f.user.as_deref() {
+        Some("") => Err(ApiError::BadRequest("user must not be empty".into())),
+        Some(u) if u.len() > 256 || u.chars().any(char::is_control) => {
+            Err(ApiError::BadRequest("user is not a valid name".into()))
+        }
+        other => Ok(other),
+    }
+}
+
+/// `GET /api/v1/sessions[?user=]` — live sessions.
+/// **Permissions**: an `[admin] roles` member.
+pub async fn list(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Query(f): Query<UserFilter>,
+) -> Result<Json<Value>, ApiError> {
+    admin(&st, &headers).await?;
+    let user = checked_user(&f)?;
+    let sessions = st.store.live_sessions(st.clock.now(), user).await?;
+    Ok(Json(
+        json!({"sessions": sessions.iter().map(session_json).collect::<Vec<_>>()}),
+    ))
+}
+
+async fn revoke_sids(st: &AppState, sessions: &[SessionRecord], now: i64) -> Result<(), ApiError> {
+    for s in sessions {
+        if let Some(sid) = &s.sid {
+            st.store
+                .insert_revocation(&Revocation {
+                    issuer: s.issuer.clone(),
+                    kind: RevocationKind::Sid,
+                    value: sid.clone(),
+                    not_before: now,
+                    created_at: now,
+                    expires_at: now + revocation_ttl(st),
+                })
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn terminate(st: &AppState, who: &Admin, id: &str) -> Result<bool, ApiError> {
+    let now = st.clock.now();
+    let Some(session) = st.store.session(id).await? else {
+        return Ok(false);
+    };
+    if !st.store.terminate_session(id, now, &who.actor()).await? {
+        return Ok(false);
+    }
+    revoke_sids(st, std::slice::from_ref(&session), now).await?;
+    Ok(true)
+}
+
+/// `DELETE /api/v1/sessions/{id}` — terminate one session.
+/// **Permissions**: an `[admin] roles` member.
+pub async fn terminate_one(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let who = admin(&st, &headers).await?;
+    if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::NotFound("session"));
+    }
+    if !terminate(&st, &who, &id).await? {
+        return Err(ApiError::NotFound("session"));
+    }
+    reload_revocations(&st).await?;
+    tracing::info!(actor = %who.actor(), session = %id, "session terminated");
+    Ok(Json(json!({"terminated": 1})))
+}
+
+/// `POST /api/v1/sessions/terminate-all[?user=]` — terminate every live session
+/// (of one user); with `user`, also revoke every token of that user issued until now.
+/// **Permissions**: an `[admin] roles` member.
+pub async fn terminate_all(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Query(f): Query<UserFilter>,
+) -> Result<Json<Value>, ApiError> {
+    let who = admin(&st, &headers).await?;
+    let user = checked_user(&f)?;
+    let now = st.clock.now();
+    let live = st.store.live_sessions(now, user).await?;
+    let ended = st.store.terminate_sessions(now, &who.actor(), user).await?;
+    let ended_sessions: Vec<SessionRecord> =
+        live.into_iter().filter(|s| ended.contains(&s.id)).collect();
+    revoke_sids(&st, &ended_sessions, now).await?;
+    if let Some(u) = user {
+        st.store
+            .insert_revocation(&Revocation {
+                issuer: ANY_ISSUER.into(),
+                kind: RevocationKind::Sub,
+                value: u.to_string(),
+                not_before: now,
+                created_at: now,
+                expires_at: now + revocation_ttl(&st),
+            })
+            .await?;
+    }
+    reload_revocations(&st).await?;
+    tracing::info!(actor = %who.actor(), user = user.unwrap_or("*"), sessions = ended.len(), "sessions terminated");
+    Ok(Json(
+        json!({"terminated": ended.len(), "tokens_revoked_for_user": user}),
+    ))
+}
