@@ -8,13 +8,16 @@ use std::time::Instant;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
 
 use crate::app::AppState;
 use crate::decision::target::{
     canonical_host, canonical_method, canonical_path, client_address, split_absolute_url,
     split_origin_form, Scheme,
 };
-use crate::decision::{decide, CredentialError, Decision, Reason, Subject, Target, TargetError};
+use crate::decision::{
+    decide, CredentialError, Decision, Identity, Reason, Subject, Target, TargetError,
+};
 
 /// Which proxy convention a request arrived under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,6 +154,39 @@ pub fn parse_target(
     })
 }
 
+/// The bearer token of `Authorization`: `None` without one (another scheme, such
+/// as Basic for the upstream's own login, is not ours), `Err` when ambiguous or
+/// malformed (two headers, an empty token, non-text).
+pub fn bearer(h: &HeaderMap) -> Option<Result<&str, ()>> {
+    let mut auth = h.get_all(header::AUTHORIZATION).iter();
+    match (auth.next(), auth.next()) {
+        (Some(_), Some(_)) => Some(Err(())),
+        (Some(v), None) => match v.to_str() {
+            Ok(s) => match s.split_once(' ') {
+                Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => {
+                    let t = rest.trim();
+                    Some(if t.is_empty() { Err(()) } else { Ok(t) })
+                }
+                _ => None,
+            },
+            Err(_) => Some(Err(())),
+        },
+        _ => None,
+    }
+}
+
+/// Validates a token and applies revocations, on every request (cached token
+/// or not), so a termination is immediate. The error is a reason code.
+pub async fn authenticate(st: &AppState, token: &str) -> Result<Arc<Identity>, &'static str> {
+    let reason = match st.validator.validate(token).await {
+        Ok(id) if !st.revocations.load().is_revoked(&id) => return Ok(id),
+        Ok(_) => "revoked",
+        Err(e) => e.as_str(),
+    };
+    st.metrics.auth_failures.inc([reason]);
+    Err(reason)
+}
+
 /// Finds the credentials in the documented order: `Authorization: Bearer`, the
 /// session cookie (from the sessions issue on), then `?token=` on WebSocket upgrades.
 async fn identify(
@@ -158,28 +194,8 @@ async fn identify(
     h: &HeaderMap,
     target: &Target,
 ) -> (Subject, Option<&'static str>) {
-    let mut auth = h.get_all(header::AUTHORIZATION).iter();
-    let token: Option<Result<&str, ()>> = match (auth.next(), auth.next()) {
-        (Some(_), Some(_)) => Some(Err(())),
-        (Some(v), None) => match v.to_str() {
-            Ok(s) => match s.split_once(' ') {
-                Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => {
-                    let t = rest.trim();
-                    if t.is_empty() {
-                        Some(Err(()))
-                    } else {
-                        Some(Ok(t))
-                    }
-                }
-                // Another scheme (Basic for the upstream's own login) is not ours.
-                _ => None,
-            },
-            Err(_) => Some(Err(())),
-        },
-        _ => None,
-    };
     let query_token;
-    let token = match token {
+    let token = match bearer(h) {
         Some(t) => Some(t),
         None if target.websocket => {
             query_token = ws_query_token(&target.raw_path_and_query);
@@ -193,23 +209,12 @@ async fn identify(
             Subject::Refused(CredentialError::Malformed),
             Some("malformed_authorization"),
         ),
-        Some(Ok(t)) => match st.validator.validate(t).await {
-            // Checked on every request, cached token or not: termination is immediate.
-            Ok(id) if st.revocations.load().is_revoked(&id) => {
-                st.metrics.auth_failures.inc(["revoked"]);
-                (
-                    Subject::Refused(CredentialError::Invalid("revoked")),
-                    Some("revoked"),
-                )
-            }
+        Some(Ok(t)) => match authenticate(st, t).await {
             Ok(id) => (Subject::User(id), None),
-            Err(e) => {
-                st.metrics.auth_failures.inc([e.as_str()]);
-                (
-                    Subject::Refused(CredentialError::Invalid(e.as_str())),
-                    Some(e.as_str()),
-                )
-            }
+            Err(reason) => (
+                Subject::Refused(CredentialError::Invalid(reason)),
+                Some(reason),
+            ),
         },
     }
 }

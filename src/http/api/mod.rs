@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::app::AppState;
 use crate::decision::Identity;
+use crate::http::authz::{authenticate, bearer};
 
 /// Every way an API call can fail; `into_response` is the one mapping to HTTP.
 #[derive(Debug)]
@@ -82,29 +83,24 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
-/// The caller, identified from `Authorization: Bearer`, revocations applied.
+/// The caller, identified from `Authorization: Bearer` exactly as the decision
+/// endpoints identify it (same parsing, validation and revocations).
 pub async fn caller(st: &AppState, headers: &HeaderMap) -> Result<Arc<Identity>, ApiError> {
-    let mut values = headers.get_all(header::AUTHORIZATION).iter();
-    let value = match (values.next(), values.next()) {
-        (None, _) => return Err(ApiError::Unauthenticated),
-        (Some(_), Some(_)) => return Err(ApiError::InvalidToken),
-        (Some(v), None) => v.to_str().map_err(|_| ApiError::InvalidToken)?,
-    };
-    let token = match value.split_once(' ') {
-        Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty() => {
-            t.trim()
-        }
-        _ => return Err(ApiError::InvalidToken),
-    };
-    let id = st.validator.validate(token).await.map_err(|e| {
-        st.metrics.auth_failures.inc([e.as_str()]);
-        ApiError::InvalidToken
-    })?;
-    if st.revocations.load().is_revoked(&id) {
-        st.metrics.auth_failures.inc(["revoked"]);
-        return Err(ApiError::InvalidToken);
+    match bearer(headers) {
+        None => Err(ApiError::Unauthenticated),
+        Some(Err(())) => Err(ApiError::InvalidToken),
+        Some(Ok(token)) => authenticate(st, token)
+            .await
+            .map_err(|_| ApiError::InvalidToken),
     }
-    Ok(id)
+}
+
+fn is_admin(st: &AppState, id: &Identity) -> bool {
+    st.config
+        .admin
+        .roles
+        .iter()
+        .any(|r| id.groups.binary_search(r).is_ok())
 }
 
 /// Proof that the caller holds one of `[admin] roles`. Handlers for dangerous
@@ -123,13 +119,7 @@ impl Admin {
 
 pub async fn admin(st: &AppState, headers: &HeaderMap) -> Result<Admin, ApiError> {
     let id = caller(st, headers).await?;
-    let is_admin = st
-        .config
-        .admin
-        .roles
-        .iter()
-        .any(|r| id.groups.binary_search(r).is_ok());
-    if !is_admin {
+    if !is_admin(st, &id) {
         return Err(ApiError::Forbidden);
     }
     Ok(Admin { identity: id })
@@ -142,12 +132,7 @@ pub async fn me(
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = caller(&st, &headers).await?;
-    let is_admin = st
-        .config
-        .admin
-        .roles
-        .iter()
-        .any(|r| id.groups.binary_search(r).is_ok());
+    let admin = is_admin(&st, &id);
     Ok(Json(json!({
         "user": id.user,
         "sub": id.sub,
@@ -159,7 +144,7 @@ pub async fn me(
         "amr": id.amr,
         "sid": id.sid,
         "expires_at": id.exp,
-        "admin": is_admin,
+        "admin": admin,
     })))
 }
 
