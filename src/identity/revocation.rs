@@ -46,6 +46,10 @@ impl Revocations {
     /// Whether this identity's token is revoked. A user-wide revocation also
     /// catches tokens without `iat` (their age is unknown: fail closed).
     pub fn is_revoked(&self, id: &Identity) -> bool {
+        // The usual case on the hot path: nothing revoked, nothing to hash.
+        if self.is_empty() {
+            return false;
+        }
         let issuer_matches = |i: &str| i == ANY_ISSUER || i == id.issuer;
         if let Some(sid) = &id.sid {
             if self
