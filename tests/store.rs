@@ -29,6 +29,16 @@ fn session(id: &str, user: &str, created: i64, expires: i64) -> SessionRecord {
     }
 }
 
+async fn live_ids(store: &Store, now: i64, user: Option<&str>) -> Vec<String> {
+    store
+        .live_sessions(now, user)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect()
+}
+
 async fn scenario(url: &str, backend: Backend) {
     let store = Store::connect(url).await.unwrap();
     assert_eq!(store.backend(), backend);
@@ -57,25 +67,13 @@ async fn scenario(url: &str, backend: Backend) {
     );
     assert!(store.session("nope").await.unwrap().is_none());
 
-    let live: Vec<String> = store
-        .live_sessions(now, None)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| s.id)
-        .collect();
+    let live: Vec<String> = live_ids(&store, now, None).await;
     assert_eq!(
         live,
         vec!["a1", "a2", "b1"],
         "expired sessions are not live"
     );
-    let alice: Vec<String> = store
-        .live_sessions(now, Some("alice"))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| s.id)
-        .collect();
+    let alice: Vec<String> = live_ids(&store, now, Some("alice")).await;
     assert_eq!(alice, vec!["a1", "a2"]);
 
     store.touch_session("a1", now + 5).await.unwrap();
@@ -101,13 +99,7 @@ async fn scenario(url: &str, backend: Backend) {
         .await
         .unwrap();
     assert_eq!(ended, vec!["a2"]);
-    let live: Vec<String> = store
-        .live_sessions(now, None)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| s.id)
-        .collect();
+    let live: Vec<String> = live_ids(&store, now, None).await;
     assert_eq!(live, vec!["b1"]);
     let ended = store.terminate_sessions(now, "admin", None).await.unwrap();
     assert_eq!(ended, vec!["b1"]);
