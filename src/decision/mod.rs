@@ -32,6 +32,9 @@ pub struct Identity {
     pub remote_groups: String,
     /// Every identity header value is printable and unambiguous.
     pub headers_representable: bool,
+    /// `Remote-User`, `-Groups`, `-Email`, `-Name` as ready header values, built
+    /// once per identity so that an allowed request copies, never re-validates.
+    pub header_values: [Option<http::HeaderValue>; 4],
 }
 
 impl Identity {
@@ -58,6 +61,20 @@ impl Identity {
             && email.as_deref().is_none_or(header_safe)
             && name.as_deref().is_none_or(header_safe)
             && groups.iter().all(|g| header_safe(g) && !g.contains(','));
+        let hv = |v: Option<&str>| {
+            v.filter(|v| !v.is_empty())
+                .and_then(|v| http::HeaderValue::from_str(v).ok())
+        };
+        let header_values = if headers_representable {
+            [
+                hv(Some(&user)),
+                hv(Some(&remote_groups)),
+                hv(email.as_deref()),
+                hv(name.as_deref()),
+            ]
+        } else {
+            Default::default()
+        };
         Identity {
             issuer,
             sub,
@@ -72,6 +89,7 @@ impl Identity {
             exp,
             remote_groups,
             headers_representable,
+            header_values,
         }
     }
 }

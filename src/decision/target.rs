@@ -217,9 +217,17 @@ pub fn canonical_path(raw: &str) -> Result<String, TargetError> {
     if raw.starts_with("//") {
         return Err(TargetError::BadPath);
     }
+    if is_already_canonical(raw.as_bytes()) {
+        return Ok(raw.to_string());
+    }
+    canonical_path_general(raw)
+}
+
+/// The full canonicalisation behind [`canonical_path`] (same preconditions checked).
+fn canonical_path_general(raw: &str) -> Result<String, TargetError> {
+    let bytes = raw.as_bytes();
     // Decode first, then split: after decoding, no byte can introduce a new segment
     // because encoded '/' is refused.
-    let bytes = raw.as_bytes();
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
@@ -271,6 +279,32 @@ pub fn canonical_path(raw: &str) -> Result<String, TargetError> {
         path.push('/');
     }
     Ok(path)
+}
+
+/// The common case, recognised without allocating: printable ASCII with nothing
+/// to decode (`%`), strip (`;`) or resolve (empty, `.` or `..` segments), so the
+/// slow path would return the input unchanged. Starts with a single `/`.
+fn is_already_canonical(b: &[u8]) -> bool {
+    let mut seg_start = 1;
+    for i in 1..=b.len() {
+        if i < b.len() {
+            let c = b[i];
+            if c <= 0x20 || c >= 0x7f || matches!(c, b'%' | b';' | b'\\' | b'#' | b'?') {
+                return false;
+            }
+            if c != b'/' {
+                continue;
+            }
+        }
+        // a segment ends at i: empty is fine only as the trailing slash
+        match &b[seg_start..i] {
+            b"" if i < b.len() => return false,
+            b"." | b".." => return false,
+            _ => {}
+        }
+        seg_start = i + 1;
+    }
+    true
 }
 
 /// Parses an absolute URL as nginx sends it in `X-Original-URL`.
@@ -549,5 +583,29 @@ mod tests {
         );
         let many = vec!["1.1.1.1"; MAX_FORWARDED_HOPS + 1].join(",");
         assert!(client_address(lo, &trusted, [many.as_str()]).is_err());
+    }
+
+    #[test]
+    fn fast_path_agrees_with_the_general_one() {
+        let parts = ["a", "b.c", ".", "..", "", "%41", ";x", "A", "-", "~", ".x", "x."];
+        let mut n = 0;
+        for a in parts {
+            for b in parts {
+                for c in parts {
+                    for trail in ["", "/"] {
+                        let raw = format!("/{a}/{b}/{c}{trail}");
+                        if raw.starts_with("//") {
+                            continue;
+                        }
+                        if is_already_canonical(raw.as_bytes()) {
+                            n += 1;
+                            assert_eq!(canonical_path_general(&raw), Ok(raw.clone()), "{raw}");
+                        }
+                        assert_eq!(canonical_path(&raw), canonical_path_general(&raw), "{raw}");
+                    }
+                }
+            }
+        }
+        assert!(n > 100, "the fast path was taken {n} times");
     }
 }

@@ -328,22 +328,17 @@ fn log_denial(
 }
 
 fn identity_headers(resp: &mut Response, id: &crate::decision::Identity) {
+    // decide() refused identities whose values are not header-safe; the values
+    // were built once, with the identity.
     let hm = resp.headers_mut();
-    // decide() refused identities whose values are not header-safe.
-    let mut put = |name: &HeaderName, v: &str| {
-        if let Ok(v) = HeaderValue::from_bytes(v.as_bytes()) {
-            hm.insert(name.clone(), v);
+    hm.reserve(4);
+    for (name, v) in [&REMOTE_USER, &REMOTE_GROUPS, &REMOTE_EMAIL, &REMOTE_NAME]
+        .into_iter()
+        .zip(&id.header_values)
+    {
+        if let Some(v) = v {
+            hm.insert(name.clone(), v.clone());
         }
-    };
-    put(&REMOTE_USER, &id.user);
-    if !id.remote_groups.is_empty() {
-        put(&REMOTE_GROUPS, &id.remote_groups);
-    }
-    if let Some(e) = &id.email {
-        put(&REMOTE_EMAIL, e);
-    }
-    if let Some(n) = &id.name {
-        put(&REMOTE_NAME, n);
     }
 }
 
