@@ -13,7 +13,10 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::decision::Policy;
 use crate::http;
+use crate::config::Secret;
 use crate::identity::revocation::Revocations;
+use crate::identity::seal::{load_or_create_secret, random_token, Sealer};
+use crate::identity::session::SessionTable;
 use crate::identity::{IssuerHandle, LocalSigner, TokenValidator};
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -38,6 +41,46 @@ pub struct Inner {
     pub trusted_proxies: Arc<[IpNet]>,
     /// `server.public_url` without a trailing slash.
     pub public_base: String,
+    /// Live browser sessions, served from memory (see [`reload_sessions`]).
+    pub sessions: SessionTable,
+    /// The browser login, when an issuer has a `client_id`.
+    pub login: Option<LoginSetup>,
+    /// Seals the pre-login cookie.
+    pub login_sealer: Sealer,
+    /// Seals IdP tokens kept in the store.
+    pub token_sealer: Sealer,
+    /// Back-channel logout token ids already used, with their expiry.
+    pub logout_jtis: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    /// HTTP client for the IdP's token endpoint.
+    pub oidc_http: reqwest::Client,
+}
+
+/// The issuer and client the browser login uses.
+#[derive(Debug)]
+pub struct LoginSetup {
+    pub issuer: Arc<IssuerHandle>,
+    pub client_id: String,
+    pub client_secret: Option<Secret>,
+    /// `{public_url}/callback`.
+    pub redirect_uri: String,
+    /// The issuer is http:// (development only, `allow_insecure_http`).
+    pub allow_http: bool,
+}
+
+/// The session secret: inline, from `session.secret_file` (created when
+/// missing), or, with neither, a random one for this process only.
+fn session_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
+    if let Some(s) = &config.session.secret {
+        return Ok(s.expose().as_bytes().to_vec());
+    }
+    if let Some(p) = &config.session.secret_file {
+        return load_or_create_secret(p).map_err(|e| anyhow::anyhow!("session.secret_file: {e}"));
+    }
+    tracing::warn!(
+        "no session.secret or session.secret_file: logins in progress and refresh tokens \
+         will not survive a restart; set session.secret_file"
+    );
+    Ok(random_token(32).into_bytes())
 }
 
 /// Builds the state from a validated configuration: connects to the store and
@@ -71,6 +114,10 @@ pub async fn build_state(config: Config, clock: Option<SharedClock>) -> anyhow::
         issuers.push(Arc::new(l.issuer_handle()));
     }
     let revocations = Revocations::from_records(&store.live_revocations(clock.now()).await?);
+    let secret = session_secret(&config)?;
+    let login = login_setup(&config, &issuers)?;
+    let sessions = SessionTable::default();
+    sessions.load(&store.live_sessions(clock.now(), None).await?);
     let validator = Arc::new(TokenValidator::new(
         issuers,
         clock.clone(),
@@ -93,6 +140,48 @@ pub async fn build_state(config: Config, clock: Option<SharedClock>) -> anyhow::
         store,
         revocations: ArcSwap::from_pointee(revocations),
         clock,
+        sessions,
+        login,
+        login_sealer: Sealer::new(&secret, "pre-login cookie"),
+        token_sealer: Sealer::new(&secret, "stored idp token"),
+        logout_jtis: Default::default(),
+        oidc_http: crate::identity::oidc::http_client(),
+    }))
+}
+
+/// The login issuer: `session.login_issuer`, else the first issuer with a `client_id`.
+fn login_setup(config: &Config, issuers: &[Arc<IssuerHandle>]) -> anyhow::Result<Option<LoginSetup>> {
+    let chosen = match &config.session.login_issuer {
+        Some(iss) => Some(
+            config
+                .issuers
+                .iter()
+                .find(|c| &c.issuer == iss && c.client_id.is_some())
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "session.login_issuer: {iss} is not an [[issuers]] entry with a client_id"
+                    )
+                })?,
+        ),
+        None => config.issuers.iter().find(|c| c.client_id.is_some()),
+    };
+    let Some(c) = chosen else {
+        return Ok(None);
+    };
+    let issuer = issuers
+        .iter()
+        .find(|h| h.issuer == c.issuer)
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("login issuer {} has no handle", c.issuer))?;
+    Ok(Some(LoginSetup {
+        issuer,
+        client_id: c.client_id.clone().unwrap_or_default(),
+        client_secret: c.client_secret.clone(),
+        redirect_uri: format!(
+            "{}/callback",
+            config.server.public_url.as_str().trim_end_matches('/')
+        ),
+        allow_http: issuer_is_http(&c.issuer),
     }))
 }
 
@@ -116,6 +205,26 @@ pub async fn reload_revocations(state: &Inner) -> Result<(), crate::store::Store
     Ok(())
 }
 
+/// Re-reads live sessions from the store (other processes' logins and
+/// terminations) and swaps the table, under the sessions' write gate.
+pub async fn reload_sessions(state: &Inner) -> Result<(), crate::store::StoreError> {
+    let _gate = state.sessions.write_gate.lock().await;
+    let records = state.store.live_sessions(state.clock.now(), None).await?;
+    state.sessions.load(&records);
+    Ok(())
+}
+
+/// Writes the last-seen times that moved since the last flush, in one batch.
+pub async fn flush_last_seen(state: &Inner) -> Result<(), crate::store::StoreError> {
+    let pending = state.sessions.unflushed();
+    if pending.is_empty() {
+        return Ok(());
+    }
+    state.store.touch_sessions(&pending).await?;
+    state.sessions.mark_flushed(&pending);
+    Ok(())
+}
+
 /// Fetches every issuer's keys once, then keeps keys and revocations fresh in
 /// the background.
 pub async fn start_background(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
@@ -128,6 +237,13 @@ pub async fn start_background(state: &AppState) -> Vec<tokio::task::JoinHandle<(
             if let Err(e) = reload_revocations(&st).await {
                 tracing::warn!(error = %e, "cannot refresh revocations; keeping the last snapshot");
             }
+            if let Err(e) = flush_last_seen(&st).await {
+                tracing::warn!(error = %e, "cannot record session activity; will retry");
+            }
+            if let Err(e) = reload_sessions(&st).await {
+                tracing::warn!(error = %e, "cannot refresh sessions; keeping the last snapshot");
+            }
+            crate::http::login::refresh_due_sessions(&st).await;
         }
     }));
     tasks
@@ -142,6 +258,10 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(http::ops::readyz))
         .route("/metrics", get(http::ops::metrics))
         .route("/.well-known/jwks.json", get(http::ops::local_jwks))
+        .route("/login", get(http::login::login))
+        .route("/callback", get(http::login::callback))
+        .route("/logout", get(http::login::logout).post(http::login::logout))
+        .route("/backchannel-logout", post(http::login::backchannel_logout))
         .route("/api/v1/me", get(http::api::me))
         .route("/api/v1/sessions", get(http::api::sessions::list))
         .route(

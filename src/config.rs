@@ -165,6 +165,13 @@ struct RawSession {
     inactivity: Option<String>,
     lifetime: Option<String>,
     insecure_http: Option<bool>,
+    secret: Option<String>,
+    secret_file: Option<String>,
+    redirect_domains: Option<Vec<String>>,
+    default_redirect: Option<String>,
+    step_up_acr_values: Option<String>,
+    step_up_max_age: Option<String>,
+    login_issuer: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -274,6 +281,20 @@ pub struct SessionConfig {
     pub inactivity: Duration,
     pub lifetime: Duration,
     pub insecure_http: bool,
+    /// Seals the pre-login cookie and stored IdP tokens; inline or from the environment.
+    pub secret: Option<Secret>,
+    /// A file holding the secret; created (0600) on first start if missing.
+    pub secret_file: Option<PathBuf>,
+    /// Where `rd` may point after login or logout.
+    pub redirect_domains: Vec<crate::decision::rules::DomainPattern>,
+    /// Where browsers go when `rd` is missing or refused.
+    pub default_redirect: String,
+    /// `acr_values` sent to the IdP when a rule needs a second factor the session lacks.
+    pub step_up_acr_values: Option<String>,
+    /// `max_age` sent with a step-up login, so the IdP authenticates again.
+    pub step_up_max_age: Option<Duration>,
+    /// The issuer browsers log in at (an `[[issuers]]` entry with a `client_id`).
+    pub login_issuer: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -959,6 +980,71 @@ fn validate(raw: RawConfig, base_dir: &Path, label: &str, errors: &mut Vec<Confi
         );
     }
 
+    let session_secret = v.secret("session.secret", raw.session.secret, None);
+    if session_secret
+        .as_ref()
+        .is_some_and(|s| s.expose().len() < 32)
+    {
+        v.err(
+            "session.secret",
+            "is shorter than 32 characters; use a long random value (e.g. `openssl rand -hex 32`)",
+        );
+    }
+    if session_secret.is_some() && raw.session.secret_file.is_some() {
+        v.err(
+            "session.secret",
+            "both session.secret and session.secret_file are set; keep one of them",
+        );
+    }
+    let session_secret_file = raw.session.secret_file.as_deref().map(|f| v.path(f));
+    let mut redirect_domains = Vec::new();
+    match &raw.session.redirect_domains {
+        Some(list) => {
+            for (i, d) in list.iter().enumerate() {
+                match crate::decision::rules::DomainPattern::parse(d) {
+                    Ok(p) => redirect_domains.push(p),
+                    Err(e) => v.err(format!("session.redirect_domains[{i}]"), e),
+                }
+            }
+        }
+        None => {
+            // The cookie's domain and its subdomains, and gatehouse's own host.
+            if let Some(d) = &cookie_domain {
+                for p in [d.clone(), format!("*.{d}")] {
+                    if let Ok(p) = crate::decision::rules::DomainPattern::parse(&p) {
+                        redirect_domains.push(p);
+                    }
+                }
+            }
+            if let Some(h) = public_url.host_str() {
+                if let Ok(p) = crate::decision::rules::DomainPattern::parse(h) {
+                    redirect_domains.push(p);
+                }
+            }
+        }
+    }
+    let default_redirect = match raw.session.default_redirect {
+        Some(d) => match url::Url::parse(&d) {
+            Ok(u) if u.scheme() == "https" || (insecure_http && u.scheme() == "http") => u.to_string(),
+            _ => {
+                v.err(
+                    "session.default_redirect",
+                    "must be an absolute https:// URL (http:// only with session.insecure_http)",
+                );
+                String::new()
+            }
+        },
+        None => format!("{}/", public_url.as_str().trim_end_matches('/')),
+    };
+    let step_up_max_age = raw
+        .session
+        .step_up_max_age
+        .as_deref()
+        .map(|s| v.duration("session.step_up_max_age", Some(s), "0s"));
+    let step_up_acr_values = raw.session.step_up_acr_values.or_else(|| {
+        (!raw.access.two_factor_acr.is_empty()).then(|| raw.access.two_factor_acr.join(" "))
+    });
+
     // [access]
     let default_policy_s = raw.access.default_policy.unwrap_or_else(|| "deny".into());
     let default_policy = PolicyLevel::parse(&default_policy_s).unwrap_or_else(|| {
@@ -1098,6 +1184,13 @@ fn validate(raw: RawConfig, base_dir: &Path, label: &str, errors: &mut Vec<Confi
             inactivity,
             lifetime,
             insecure_http,
+            secret: session_secret,
+            secret_file: session_secret_file,
+            redirect_domains,
+            default_redirect,
+            step_up_acr_values,
+            step_up_max_age,
+            login_issuer: raw.session.login_issuer,
         },
         access: AccessConfig {
             default_policy,

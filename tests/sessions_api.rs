@@ -65,6 +65,9 @@ fn session(id_byte: char, user: &str, sid: &str) -> SessionRecord {
         expires_at: now + 3600,
         terminated_at: None,
         terminated_by: None,
+        id_token: None,
+        refresh_token: None,
+        refresh_at: None,
     }
 }
 

@@ -26,6 +26,9 @@ fn session(id: &str, user: &str, created: i64, expires: i64) -> SessionRecord {
         expires_at: expires,
         terminated_at: None,
         terminated_by: None,
+        id_token: None,
+        refresh_token: None,
+        refresh_at: None,
     }
 }
 
@@ -44,11 +47,11 @@ async fn scenario(url: &str, backend: Backend) {
     assert_eq!(store.backend(), backend);
     assert_eq!(
         store.migrate().await.unwrap(),
-        1,
-        "first run applies the migration"
+        2,
+        "first run applies every migration"
     );
     assert_eq!(store.migrate().await.unwrap(), 0, "second run is a no-op");
-    assert_eq!(store.applied_versions().await.unwrap(), vec![1]);
+    assert_eq!(store.applied_versions().await.unwrap(), vec![1, 2]);
     store.ping().await.unwrap();
 
     let now = 1_800_000_000;
@@ -155,7 +158,7 @@ async fn postgres_store() {
     for t in tasks {
         applied += t.await.unwrap();
     }
-    assert_eq!(applied, 1);
+    assert_eq!(applied, 2, "each migration applied exactly once among 4 migrators");
 }
 
 #[test]
@@ -182,7 +185,7 @@ fn migrate_command_applies_and_reports() {
     let (code, out, err) = run();
     assert_eq!(code, Some(0), "{err}");
     assert!(
-        out.contains("applied 1 migration(s), now at version 1"),
+        out.contains("applied 2 migration(s), now at version 2"),
         "{out}"
     );
     assert!(

@@ -10,7 +10,8 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 
-use crate::app::AppState;
+use crate::app::{AppState, Inner};
+use crate::http::login::cookie_value;
 use crate::decision::target::{
     canonical_host, canonical_method, canonical_path, client_address, split_absolute_url,
     split_origin_form, Scheme,
@@ -187,32 +188,72 @@ pub async fn authenticate(st: &AppState, token: &str) -> Result<Arc<Identity>, &
     Err(reason)
 }
 
+/// Where the subject's credentials came from (step-up applies to sessions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    None,
+    Bearer,
+    Session,
+    QueryToken,
+}
+
+/// The session cookie's subject, with revocations applied (a session whose IdP
+/// `sid` was revoked ends with it). The error is a reason code.
+pub fn session_subject(st: &Inner, value: &str, now: i64) -> Result<Arc<Identity>, &'static str> {
+    let inactivity = st.config.session.inactivity.as_secs() as i64;
+    let reason = match st.sessions.lookup(value, now, inactivity) {
+        Ok(s) if !st.revocations.load().is_revoked(&s.identity) => return Ok(s.identity.clone()),
+        Ok(_) => "revoked",
+        Err(miss) => miss.as_str(),
+    };
+    st.metrics.auth_failures.inc([reason]);
+    Err(reason)
+}
+
 /// Finds the credentials in the documented order: `Authorization: Bearer`, the
-/// session cookie (from the sessions issue on), then `?token=` on WebSocket upgrades.
+/// session cookie, then `?token=` on WebSocket upgrades.
 async fn identify(
     st: &AppState,
     h: &HeaderMap,
     target: &Target,
-) -> (Subject, Option<&'static str>) {
+) -> (Subject, Source, Option<&'static str>) {
     let query_token;
-    let token = match bearer(h) {
-        Some(t) => Some(t),
-        None if target.websocket => {
-            query_token = ws_query_token(&target.raw_path_and_query);
-            query_token.as_ref().map(|r| r.as_deref().map_err(|_| ()))
-        }
-        None => None,
+    let (token, source) = match bearer(h) {
+        Some(t) => (Some(t), Source::Bearer),
+        None => match cookie_value(h, &st.config.session.cookie_name) {
+            Err(()) => (Some(Err(())), Source::Session),
+            Ok(Some(v)) => {
+                return match session_subject(st, v, target.at) {
+                    Ok(id) => (Subject::User(id), Source::Session, None),
+                    Err(reason) => (
+                        Subject::Refused(CredentialError::Invalid(reason)),
+                        Source::Session,
+                        Some(reason),
+                    ),
+                }
+            }
+            Ok(None) if target.websocket => {
+                query_token = ws_query_token(&target.raw_path_and_query);
+                (
+                    query_token.as_ref().map(|r| r.as_deref().map_err(|_| ())),
+                    Source::QueryToken,
+                )
+            }
+            Ok(None) => (None, Source::None),
+        },
     };
     match token {
-        None => (Subject::Anonymous, None),
+        None => (Subject::Anonymous, Source::None, None),
         Some(Err(())) => (
             Subject::Refused(CredentialError::Malformed),
+            source,
             Some("malformed_authorization"),
         ),
         Some(Ok(t)) => match authenticate(st, t).await {
-            Ok(id) => (Subject::User(id), None),
+            Ok(id) => (Subject::User(id), source, None),
             Err(reason) => (
                 Subject::Refused(CredentialError::Invalid(reason)),
+                source,
                 Some(reason),
             ),
         },
@@ -249,10 +290,33 @@ fn is_browser_navigation(h: &HeaderMap, target: &Target) -> bool {
     }
 }
 
-fn login_url(st: &AppState, target: &Target) -> String {
+fn login_url(st: &AppState, target: &Target, step_up: bool) -> String {
     let rd: String =
         url::form_urlencoded::byte_serialize(target.original_url().as_bytes()).collect();
-    format!("{}/login?rd={rd}", st.public_base)
+    let extra = if step_up { "&step_up=1" } else { "" };
+    format!("{}/login?rd={rd}{extra}", st.public_base)
+}
+
+/// A redirect to the login page in the shape each flavour's proxy passes on:
+/// 302/303 for Caddy and Traefik, 401 with `Location` for nginx's `error_page`.
+fn login_redirect(flavour: Flavour, target: &Target, login: &str, invalid: bool) -> Response {
+    let mut resp = match flavour {
+        Flavour::Forward => match target.method.as_str() {
+            "GET" | "HEAD" => StatusCode::FOUND,
+            _ => StatusCode::SEE_OTHER,
+        }
+        .into_response(),
+        Flavour::Nginx => {
+            let mut r = json_error(StatusCode::UNAUTHORIZED, "unauthenticated", "login required");
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, www_authenticate(invalid));
+            r
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(login) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
 }
 
 fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
@@ -276,23 +340,24 @@ fn www_authenticate(invalid: bool) -> HeaderValue {
 async fn handle(st: &AppState, flavour: Flavour, peer: IpAddr, h: &HeaderMap) -> Response {
     let started = Instant::now();
     let now = st.clock.now();
-    let (decision, target, detail) = match parse_target(flavour, &st.trusted_proxies, peer, h, now)
-    {
-        Ok(target) => {
-            let (subject, detail) = identify(st, h, &target).await;
-            let policy = st.policy.load();
-            (decide(&policy, &subject, &target), Some(target), detail)
-        }
-        Err(e) => (
-            Decision::Forbidden {
-                rule: None,
-                reason: Reason::BadRequest(e),
-            },
-            None,
-            None,
-        ),
-    };
-    let response = respond(st, flavour, &decision, target.as_ref(), h);
+    let (decision, target, source, detail) =
+        match parse_target(flavour, &st.trusted_proxies, peer, h, now) {
+            Ok(target) => {
+                let (subject, source, detail) = identify(st, h, &target).await;
+                let policy = st.policy.load();
+                (decide(&policy, &subject, &target), Some(target), source, detail)
+            }
+            Err(e) => (
+                Decision::Forbidden {
+                    rule: None,
+                    reason: Reason::BadRequest(e),
+                },
+                None,
+                Source::None,
+                None,
+            ),
+        };
+    let response = respond(st, flavour, &decision, target.as_ref(), source, h);
     st.metrics.decisions.inc([
         flavour.as_str(),
         decision.result(),
@@ -347,6 +412,7 @@ fn respond(
     flavour: Flavour,
     d: &Decision,
     target: Option<&Target>,
+    source: Source,
     h: &HeaderMap,
 ) -> Response {
     match d {
@@ -359,34 +425,9 @@ fn respond(
         }
         Decision::Unauthenticated { reason, .. } => {
             let invalid = *reason == Reason::InvalidCredentials;
-            let browser = target.is_some_and(|t| is_browser_navigation(h, t));
-            let login = target.map(|t| login_url(st, t));
-            match (flavour, browser, login) {
-                (Flavour::Forward, true, Some(login)) => {
-                    let status = match target.map(|t| t.method.as_str()) {
-                        Some("GET") | Some("HEAD") => StatusCode::FOUND,
-                        _ => StatusCode::SEE_OTHER,
-                    };
-                    let mut resp = status.into_response();
-                    if let Ok(v) = HeaderValue::from_str(&login) {
-                        resp.headers_mut().insert(header::LOCATION, v);
-                    }
-                    resp
-                }
-                (Flavour::Nginx, true, Some(login)) => {
-                    let mut resp = json_error(
-                        StatusCode::UNAUTHORIZED,
-                        "unauthenticated",
-                        "login required",
-                    );
-                    resp.headers_mut()
-                        .insert(header::WWW_AUTHENTICATE, www_authenticate(invalid));
-                    if let Ok(v) = HeaderValue::from_str(&login) {
-                        resp.headers_mut().insert(header::LOCATION, v);
-                    }
-                    resp
-                }
-                _ => {
+            match target.filter(|t| is_browser_navigation(h, t)) {
+                Some(t) => login_redirect(flavour, t, &login_url(st, t, false), invalid),
+                None => {
                     let (code, msg) = if invalid {
                         (
                             "invalid_token",
@@ -403,6 +444,13 @@ fn respond(
             }
         }
         Decision::Forbidden { reason, .. } => {
+            // A session without the second factor a rule needs: back to the IdP
+            // with the step-up acr_values, when login is available.
+            if *reason == Reason::TwoFactorRequired && source == Source::Session && st.login.is_some() {
+                if let Some(t) = target.filter(|t| is_browser_navigation(h, t)) {
+                    return login_redirect(flavour, t, &login_url(st, t, true), false);
+                }
+            }
             let msg = match reason {
                 Reason::BadRequest(_) => "the request could not be understood unambiguously",
                 Reason::NotAllowlisted => "the client address is not allowed",

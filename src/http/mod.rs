@@ -2,4 +2,5 @@
 
 pub mod api;
 pub mod authz;
+pub mod login;
 pub mod ops;

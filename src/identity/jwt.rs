@@ -145,6 +145,21 @@ impl IssuerHandle {
         }
     }
 
+    /// Clock tolerance for `exp`, `nbf` and `iat`, in seconds.
+    pub fn leeway_secs(&self) -> i64 {
+        self.leeway
+    }
+
+    /// The OAuth client gatehouse is at this issuer (browser login), if any.
+    pub fn client_id(&self) -> Option<&str> {
+        self.client_id.as_deref()
+    }
+
+    /// The configured roles claim paths.
+    pub fn roles_claims(&self) -> &[ClaimPath] {
+        &self.roles_claims
+    }
+
     pub fn is_loaded(&self) -> bool {
         self.loaded.load(Ordering::Acquire)
     }
@@ -253,6 +268,17 @@ impl moka::Expiry<[u8; 32], Cached> for CacheExpiry {
     ) -> Option<Duration> {
         Some(v.ttl)
     }
+}
+
+/// Which kind of JWT is being verified: each accepts its own header `typ`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    /// Bearer access tokens (`JWT`, `at+jwt`).
+    Access,
+    /// OpenID Connect ID tokens from the login flow (`JWT`).
+    Id,
+    /// Back-channel logout tokens (`JWT`, `logout+jwt`).
+    Logout,
 }
 
 /// Validates bearer tokens against every configured issuer.
@@ -455,6 +481,19 @@ impl TokenValidator {
 
     /// Full verification, no cache. Returns the identity and how long it may be cached.
     pub async fn verify(&self, token: &str) -> Result<(Identity, Duration), TokenError> {
+        let (issuer, claims) = self.verify_signed(token, TokenKind::Access).await?;
+        // The signature covers the payload; now its claims.
+        self.check_claims(&issuer, &claims)
+    }
+
+    /// The header and signature checks every token kind shares: size, shape,
+    /// forbidden headers, an asymmetric algorithm the key allows, a known issuer,
+    /// a valid signature. Returns the issuer and the (signed) claims.
+    pub async fn verify_signed(
+        &self,
+        token: &str,
+        kind: TokenKind,
+    ) -> Result<(Arc<IssuerHandle>, Map<String, Value>), TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::TooLarge);
         }
@@ -482,10 +521,15 @@ impl TokenValidator {
         }
         match header.get("typ") {
             None => {}
+            Some(Value::String(t)) if t.eq_ignore_ascii_case("JWT") => {}
             Some(Value::String(t))
-                if t.eq_ignore_ascii_case("JWT")
-                    || t.eq_ignore_ascii_case("at+jwt")
-                    || t.eq_ignore_ascii_case("application/at+jwt") => {}
+                if kind == TokenKind::Access
+                    && (t.eq_ignore_ascii_case("at+jwt")
+                        || t.eq_ignore_ascii_case("application/at+jwt")) => {}
+            Some(Value::String(t))
+                if kind == TokenKind::Logout
+                    && (t.eq_ignore_ascii_case("logout+jwt")
+                        || t.eq_ignore_ascii_case("application/logout+jwt")) => {}
             Some(_) => return Err(TokenError::WrongTokenType),
         }
         let alg = header
@@ -532,9 +576,12 @@ impl TokenValidator {
         v.required_spec_claims.clear();
         jsonwebtoken::decode::<serde::de::IgnoredAny>(token, &key.key, &v)
             .map_err(|_| TokenError::BadSignature)?;
+        Ok((issuer.clone(), claims))
+    }
 
-        // The signature covers the payload we parsed above; now its claims.
-        self.check_claims(issuer, &claims)
+    /// The issuer handle for an issuer URL, if configured.
+    pub fn issuer(&self, iss: &str) -> Option<&Arc<IssuerHandle>> {
+        self.issuers.get(iss)
     }
 
     fn check_claims(

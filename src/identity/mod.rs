@@ -5,7 +5,10 @@ pub mod claims;
 pub mod jwt;
 pub mod keys;
 pub mod local;
+pub mod oidc;
 pub mod revocation;
+pub mod seal;
+pub mod session;
 
-pub use jwt::{IssuerHandle, TokenError, TokenValidator};
+pub use jwt::{IssuerHandle, TokenError, TokenKind, TokenValidator};
 pub use local::{LocalSigner, MintRequest};

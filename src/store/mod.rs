@@ -38,16 +38,30 @@ impl Backend {
 /// Migrations compiled into the binary: (version, description, SQL).
 type Embedded = &'static [(i64, &'static str, &'static str)];
 
-const SQLITE_MIGRATIONS: Embedded = &[(
-    1,
-    "sessions",
-    include_str!("../../migrations/sqlite/0001_sessions.sql"),
-)];
-const POSTGRES_MIGRATIONS: Embedded = &[(
-    1,
-    "sessions",
-    include_str!("../../migrations/postgres/0001_sessions.sql"),
-)];
+const SQLITE_MIGRATIONS: Embedded = &[
+    (
+        1,
+        "sessions",
+        include_str!("../../migrations/sqlite/0001_sessions.sql"),
+    ),
+    (
+        2,
+        "login",
+        include_str!("../../migrations/sqlite/0002_login.sql"),
+    ),
+];
+const POSTGRES_MIGRATIONS: Embedded = &[
+    (
+        1,
+        "sessions",
+        include_str!("../../migrations/postgres/0001_sessions.sql"),
+    ),
+    (
+        2,
+        "login",
+        include_str!("../../migrations/postgres/0002_login.sql"),
+    ),
+];
 
 /// Advisory-lock key for migrations ("gatehous" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6761_7465_686f_7573;
@@ -125,6 +139,28 @@ pub struct SessionRecord {
     pub expires_at: i64,
     pub terminated_at: Option<i64>,
     pub terminated_by: Option<String>,
+    /// Sealed ID token (the `id_token_hint` at logout); never serialised.
+    #[serde(skip)]
+    pub id_token: Option<String>,
+    /// Sealed refresh token; never serialised.
+    #[serde(skip)]
+    pub refresh_token: Option<String>,
+    /// When to refresh (shortly before the access token would expire).
+    pub refresh_at: Option<i64>,
+}
+
+/// What a refresh or a step-up login changes in a live session.
+#[derive(Debug, Clone)]
+pub struct SessionUpdate {
+    pub groups: Vec<String>,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub acr: Option<String>,
+    pub amr: Vec<String>,
+    pub auth_time: Option<i64>,
+    pub id_token: Option<String>,
+    pub refresh_token: Option<String>,
+    pub refresh_at: Option<i64>,
 }
 
 /// A bearer-token revocation: by IdP session (`sid`) or by user (`sub`).
@@ -157,7 +193,8 @@ impl RevocationKind {
 
 const SESSION_COLUMNS: &str =
     "id, issuer, subject, username, groups, email, name, acr, amr, auth_time, sid, \
-     client_addr, user_agent, created_at, last_seen, expires_at, terminated_at, terminated_by";
+     client_addr, user_agent, created_at, last_seen, expires_at, terminated_at, terminated_by, \
+     id_token, refresh_token, refresh_at";
 
 fn json_list(s: &str) -> Result<Vec<String>, StoreError> {
     serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("list column: {e}")))
@@ -183,6 +220,9 @@ fn session_from_row(r: &AnyRow) -> Result<SessionRecord, StoreError> {
         expires_at: r.try_get("expires_at")?,
         terminated_at: r.try_get("terminated_at")?,
         terminated_by: r.try_get("terminated_by")?,
+        id_token: r.try_get("id_token")?,
+        refresh_token: r.try_get("refresh_token")?,
+        refresh_at: r.try_get("refresh_at")?,
     })
 }
 
@@ -286,7 +326,8 @@ impl Store {
     pub async fn insert_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
         let q = format!(
             "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+             $19, $20, $21)"
         );
         sqlx::query(&q)
             .bind(&s.id)
@@ -307,9 +348,67 @@ impl Store {
             .bind(s.expires_at)
             .bind(s.terminated_at)
             .bind(&s.terminated_by)
+            .bind(&s.id_token)
+            .bind(&s.refresh_token)
+            .bind(s.refresh_at)
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    /// Applies a refresh or step-up to a live session; false when it is no longer live.
+    pub async fn update_session(&self, id: &str, u: &SessionUpdate) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE sessions SET groups = $1, email = $2, name = $3, acr = $4, amr = $5, \
+             auth_time = $6, id_token = $7, refresh_token = $8, refresh_at = $9 \
+             WHERE id = $10 AND terminated_at IS NULL",
+        )
+        .bind(serde_json::to_string(&u.groups).unwrap_or_else(|_| "[]".into()))
+        .bind(&u.email)
+        .bind(&u.name)
+        .bind(&u.acr)
+        .bind(serde_json::to_string(&u.amr).unwrap_or_else(|_| "[]".into()))
+        .bind(u.auth_time)
+        .bind(&u.id_token)
+        .bind(&u.refresh_token)
+        .bind(u.refresh_at)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Live sessions carrying one of the IdP's session ids, or (with `sid` None)
+    /// every live session of one subject at one issuer.
+    pub async fn live_sessions_by_idp(
+        &self,
+        now: i64,
+        issuer: &str,
+        sid: Option<&str>,
+        sub: Option<&str>,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let mut q = format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE terminated_at IS NULL AND expires_at > $1 AND issuer = $2"
+        );
+        let mut binds: Vec<String> = vec![];
+        if let Some(sid) = sid {
+            binds.push(sid.to_string());
+            q.push_str(&format!(" AND sid = ${}", binds.len() + 2));
+        }
+        if let Some(sub) = sub {
+            binds.push(sub.to_string());
+            q.push_str(&format!(" AND subject = ${}", binds.len() + 2));
+        }
+        let mut query = sqlx::query(&q).bind(now).bind(issuer.to_string());
+        for b in binds {
+            query = query.bind(b);
+        }
+        query
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(session_from_row)
+            .collect()
     }
 
     pub async fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
@@ -341,6 +440,20 @@ impl Store {
             .iter()
             .map(session_from_row)
             .collect()
+    }
+
+    /// Records last-seen times in one transaction (the decision path batches them).
+    pub async fn touch_sessions(&self, seen: &[(String, i64)]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for (id, at) in seen {
+            sqlx::query("UPDATE sessions SET last_seen = $1 WHERE id = $2 AND last_seen < $1")
+                .bind(*at)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn touch_session(&self, id: &str, now: i64) -> Result<(), StoreError> {

@@ -8,14 +8,15 @@ pub mod sessions;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
 use crate::app::AppState;
 use crate::decision::Identity;
-use crate::http::authz::{authenticate, bearer};
+use crate::http::authz::{authenticate, bearer, session_subject};
+use crate::http::login::cookie_value;
 
 /// Every way an API call can fail; `into_response` is the one mapping to HTTP.
 #[derive(Debug)]
@@ -23,6 +24,8 @@ pub enum ApiError {
     Unauthenticated,
     InvalidToken,
     Forbidden,
+    /// A cookie-authenticated change that does not come from gatehouse's origin.
+    CrossSite,
     NotFound(&'static str),
     BadRequest(String),
     /// Details go to the log once; the client gets a generic message.
@@ -46,6 +49,12 @@ impl IntoResponse for ApiError {
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 "an admin role is required".to_string(),
+            ),
+            ApiError::CrossSite => (
+                StatusCode::FORBIDDEN,
+                "cross_site_request",
+                "a change made with the session cookie must come from gatehouse's own pages, as JSON"
+                    .to_string(),
             ),
             ApiError::NotFound(what) => (
                 StatusCode::NOT_FOUND,
@@ -83,16 +92,65 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
-/// The caller, identified from `Authorization: Bearer` exactly as the decision
-/// endpoints identify it (same parsing, validation and revocations).
-pub async fn caller(st: &AppState, headers: &HeaderMap) -> Result<Arc<Identity>, ApiError> {
+/// The caller, identified exactly as the decision endpoints identify them (same
+/// parsing, validation and revocations): `Authorization: Bearer`, else the
+/// session cookie. A state-changing request authenticated by cookie must come
+/// from gatehouse's own origin (see [`same_origin`]).
+pub async fn caller(
+    st: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Arc<Identity>, ApiError> {
     match bearer(headers) {
-        None => Err(ApiError::Unauthenticated),
         Some(Err(())) => Err(ApiError::InvalidToken),
         Some(Ok(token)) => authenticate(st, token)
             .await
             .map_err(|_| ApiError::InvalidToken),
+        None => match cookie_value(headers, &st.config.session.cookie_name) {
+            Err(()) => Err(ApiError::InvalidToken),
+            Ok(None) => Err(ApiError::Unauthenticated),
+            Ok(Some(v)) => {
+                let id = session_subject(st, v, st.clock.now())
+                    .map_err(|_| ApiError::InvalidToken)?;
+                if !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+                    same_origin(st, method, headers)?;
+                }
+                Ok(id)
+            }
+        },
     }
+}
+
+/// Cross-site request protection for cookie-authenticated changes: the browser
+/// must say the request comes from gatehouse's own origin (`Sec-Fetch-Site:
+/// same-origin`, or an `Origin` equal to `server.public_url`'s), and a request
+/// with a body must be JSON, which a cross-site form cannot send.
+fn same_origin(st: &AppState, method: &Method, h: &HeaderMap) -> Result<(), ApiError> {
+    let text = |n: header::HeaderName| h.get(n).and_then(|v| v.to_str().ok());
+    let own = st.config.server.public_url.origin().ascii_serialization();
+    let site_ok = match text(header::HeaderName::from_static("sec-fetch-site")) {
+        Some(s) => s == "same-origin",
+        None => false,
+    };
+    let origin = text(header::ORIGIN);
+    let origin_ok = origin == Some(own.as_str());
+    if origin.is_some() && !origin_ok {
+        return Err(ApiError::CrossSite);
+    }
+    if !(site_ok || origin_ok) {
+        return Err(ApiError::CrossSite);
+    }
+    if matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
+        let json = text(header::CONTENT_TYPE).is_some_and(|c| {
+            c.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        });
+        if !json {
+            return Err(ApiError::CrossSite);
+        }
+    }
+    Ok(())
 }
 
 fn is_admin(st: &AppState, id: &Identity) -> bool {
@@ -117,8 +175,8 @@ impl Admin {
     }
 }
 
-pub async fn admin(st: &AppState, headers: &HeaderMap) -> Result<Admin, ApiError> {
-    let id = caller(st, headers).await?;
+pub async fn admin(st: &AppState, method: &Method, headers: &HeaderMap) -> Result<Admin, ApiError> {
+    let id = caller(st, method, headers).await?;
     if !is_admin(st, &id) {
         return Err(ApiError::Forbidden);
     }
@@ -129,9 +187,10 @@ pub async fn admin(st: &AppState, headers: &HeaderMap) -> Result<Admin, ApiError
 /// **Permissions**: any authenticated caller.
 pub async fn me(
     State(st): State<AppState>,
+    method: Method,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let id = caller(&st, &headers).await?;
+    let id = caller(&st, &method, &headers).await?;
     let admin = is_admin(&st, &id);
     Ok(Json(json!({
         "user": id.user,

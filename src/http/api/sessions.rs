@@ -5,13 +5,13 @@
 //! decision already denies.
 
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{admin, Admin, ApiError};
-use crate::app::{reload_revocations, AppState};
+use super::{admin, ApiError};
+use crate::app::{reload_revocations, AppState, Inner};
 use crate::identity::revocation::ANY_ISSUER;
 use crate::store::{Revocation, RevocationKind, SessionRecord};
 
@@ -23,7 +23,7 @@ pub struct UserFilter {
     pub user: Option<String>,
 }
 
-fn revocation_ttl(st: &AppState) -> i64 {
+fn revocation_ttl(st: &Inner) -> i64 {
     let local = st.local.as_ref().map_or(0, |l| l.max_ttl_secs);
     REVOCATION_TTL_SECS.max(local)
 }
@@ -52,10 +52,11 @@ fn checked_user(f: &UserFilter) -> Result<Option<&str>, ApiError> {
 /// **Permissions**: an `[admin] roles` member.
 pub async fn list(
     State(st): State<AppState>,
+    method: Method,
     headers: HeaderMap,
     Query(f): Query<UserFilter>,
 ) -> Result<Json<Value>, ApiError> {
-    admin(&st, &headers).await?;
+    admin(&st, &method, &headers).await?;
     let user = checked_user(&f)?;
     let sessions = st.store.live_sessions(st.clock.now(), user).await?;
     Ok(Json(
@@ -63,7 +64,7 @@ pub async fn list(
     ))
 }
 
-async fn revoke_sids(st: &AppState, sessions: &[SessionRecord], now: i64) -> Result<(), ApiError> {
+async fn revoke_sids(st: &Inner, sessions: &[SessionRecord], now: i64) -> Result<(), ApiError> {
     for s in sessions {
         if let Some(sid) = &s.sid {
             st.store
@@ -81,33 +82,52 @@ async fn revoke_sids(st: &AppState, sessions: &[SessionRecord], now: i64) -> Res
     Ok(())
 }
 
-async fn terminate(st: &AppState, who: &Admin, id: &str) -> Result<bool, ApiError> {
-    let now = st.clock.now();
-    let Some(session) = st.store.session(id).await? else {
-        return Ok(false);
-    };
-    if !st.store.terminate_session(id, now, &who.actor()).await? {
-        return Ok(false);
+/// Ends these sessions everywhere gatehouse looks: the store, the in-memory
+/// table (under the sessions' write gate, so no reload brings them back) and
+/// bearer tokens carrying their IdP `sid`. Returns the ids actually ended.
+pub async fn end_sessions(
+    st: &Inner,
+    sessions: &[SessionRecord],
+    now: i64,
+    by: &str,
+) -> Result<Vec<String>, ApiError> {
+    let mut ended = Vec::new();
+    {
+        let _gate = st.sessions.write_gate.lock().await;
+        for s in sessions {
+            if st.store.terminate_session(&s.id, now, by).await? {
+                ended.push(s.id.clone());
+            }
+            st.sessions.remove(&s.id);
+        }
     }
-    revoke_sids(st, std::slice::from_ref(&session), now).await?;
-    Ok(true)
+    revoke_sids(st, sessions, now).await?;
+    reload_revocations(st).await?;
+    Ok(ended)
 }
 
 /// `DELETE /api/v1/sessions/{id}` — terminate one session.
 /// **Permissions**: an `[admin] roles` member.
 pub async fn terminate_one(
     State(st): State<AppState>,
+    method: Method,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let who = admin(&st, &headers).await?;
+    let who = admin(&st, &method, &headers).await?;
     if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ApiError::NotFound("session"));
     }
-    if !terminate(&st, &who, &id).await? {
+    let now = st.clock.now();
+    let Some(session) = st.store.session(&id).await?.filter(|s| s.terminated_at.is_none()) else {
+        return Err(ApiError::NotFound("session"));
+    };
+    if end_sessions(&st, std::slice::from_ref(&session), now, &who.actor())
+        .await?
+        .is_empty()
+    {
         return Err(ApiError::NotFound("session"));
     }
-    reload_revocations(&st).await?;
     tracing::info!(actor = %who.actor(), session = %id, "session terminated");
     Ok(Json(json!({"terminated": 1})))
 }
@@ -117,17 +137,15 @@ pub async fn terminate_one(
 /// **Permissions**: an `[admin] roles` member.
 pub async fn terminate_all(
     State(st): State<AppState>,
+    method: Method,
     headers: HeaderMap,
     Query(f): Query<UserFilter>,
 ) -> Result<Json<Value>, ApiError> {
-    let who = admin(&st, &headers).await?;
+    let who = admin(&st, &method, &headers).await?;
     let user = checked_user(&f)?;
     let now = st.clock.now();
     let live = st.store.live_sessions(now, user).await?;
-    let ended = st.store.terminate_sessions(now, &who.actor(), user).await?;
-    let ended_sessions: Vec<SessionRecord> =
-        live.into_iter().filter(|s| ended.contains(&s.id)).collect();
-    revoke_sids(&st, &ended_sessions, now).await?;
+    let ended = end_sessions(&st, &live, now, &who.actor()).await?;
     if let Some(u) = user {
         st.store
             .insert_revocation(&Revocation {

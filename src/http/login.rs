@@ -1,0 +1,702 @@
+//! The browser side: `GET /login`, `GET /callback`, `GET|POST /logout`,
+//! `POST /backchannel-logout`, and the background refresh of sessions' IdP
+//! tokens. The protocol checks live in `identity::oidc`; this module moves
+//! cookies, redirects and store writes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::app::{AppState, Inner};
+use crate::decision::Identity;
+use crate::identity::claims::identity_from_claims;
+use crate::identity::oidc::{
+    authorization_url, check_id_token, check_logout_token, constant_time_eq, safe_redirect,
+    short_code, token_request, Endpoints, LoginError, PreLogin, TokenSet, LOGIN_TTL_SECS,
+    REFRESH_MARGIN_SECS,
+};
+use crate::identity::seal::random_token;
+use crate::identity::session::{session_id, LiveSession, SESSION_COOKIE_BYTES};
+use crate::identity::TokenKind;
+use crate::store::{SessionRecord, SessionUpdate};
+
+/// The value of one cookie; `Err` when the name appears more than once (a
+/// second cookie with our name, e.g. set by a sibling subdomain, is ambiguous).
+pub fn cookie_value<'a>(h: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ()> {
+    let mut found = None;
+    for v in h.get_all(header::COOKIE) {
+        let Ok(v) = v.to_str() else {
+            continue;
+        };
+        for pair in v.split(';') {
+            let (k, val) = match pair.trim().split_once('=') {
+                Some(kv) => kv,
+                None => continue,
+            };
+            if k == name {
+                if found.is_some() {
+                    return Err(());
+                }
+                found = Some(val.trim_matches('"'));
+            }
+        }
+    }
+    Ok(found)
+}
+
+fn set_cookie(st: &Inner, name: &str, value: &str, max_age: i64, domain_wide: bool) -> HeaderValue {
+    let mut c = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}");
+    if !st.config.session.insecure_http {
+        c.push_str("; Secure");
+    }
+    if domain_wide {
+        if let Some(d) = &st.config.session.cookie_domain {
+            c.push_str("; Domain=");
+            c.push_str(d);
+        }
+    }
+    HeaderValue::from_str(&c).unwrap_or_else(|_| HeaderValue::from_static("invalid=; Max-Age=0"))
+}
+
+/// The pre-login cookie of one login attempt: several tabs may log in at once.
+fn prelogin_cookie_name(st: &Inner, state: &str) -> String {
+    format!(
+        "{}_login_{}",
+        st.config.session.cookie_name,
+        state.get(..10).unwrap_or(state)
+    )
+}
+
+fn redirect(to: &str) -> Response {
+    let mut r = StatusCode::FOUND.into_response();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    no_store(&mut r);
+    r
+}
+
+fn no_store(r: &mut Response) {
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+fn login_failed(status: StatusCode, e: &LoginError) -> Response {
+    tracing::warn!(target: "gatehouse::login", code = e.code(), reason = %e, "login failed");
+    let body = serde_json::json!({"error": {"code": e.code(), "message": e.to_string()}});
+    let mut r = (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response();
+    no_store(&mut r);
+    r
+}
+
+/// Where to send the browser: `rd` if it is safe, else the configured default.
+pub fn safe_rd(st: &Inner, rd: Option<&str>) -> String {
+    rd.and_then(|rd| {
+        safe_redirect(
+            rd,
+            &st.config.session.redirect_domains,
+            st.config.session.insecure_http,
+        )
+    })
+    .unwrap_or_else(|| st.config.session.default_redirect.clone())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoginQuery {
+    pub rd: Option<String>,
+    /// Set by the decision endpoints when a rule needs a second factor.
+    pub step_up: Option<String>,
+}
+
+/// `GET /login?rd=URL[&step_up=1]` — starts the authorization code flow.
+pub async fn login(State(st): State<AppState>, headers: HeaderMap, Query(q): Query<LoginQuery>) -> Response {
+    let Some(setup) = &st.login else {
+        return login_failed(
+            StatusCode::NOT_FOUND,
+            &LoginError::NotConfigured("no [[issuers]] entry has a client_id"),
+        );
+    };
+    let ep = match Endpoints::of(&setup.issuer, setup.allow_http) {
+        Ok(ep) => ep,
+        Err(e) => return login_failed(StatusCode::SERVICE_UNAVAILABLE, &e),
+    };
+    let now = st.clock.now();
+    let step_up = q.step_up.as_deref() == Some("1");
+    // A step-up upgrades the browser's current session, if it has one.
+    let upgrade = if step_up {
+        current_session(&st, &headers, now).map(|s| s.id.clone())
+    } else {
+        None
+    };
+    let pre = PreLogin {
+        state: random_token(32),
+        nonce: random_token(32),
+        verifier: random_token(48),
+        rd: safe_rd(&st, q.rd.as_deref()),
+        issuer: setup.issuer.issuer.clone(),
+        exp: now + LOGIN_TTL_SECS,
+        max_age: if step_up {
+            st.config.session.step_up_max_age.map(|d| d.as_secs() as i64)
+        } else {
+            None
+        },
+        upgrade,
+    };
+    let acr = if step_up {
+        st.config.session.step_up_acr_values.as_deref()
+    } else {
+        None
+    };
+    let url = authorization_url(&ep, &setup.client_id, &setup.redirect_uri, &pre, acr);
+    let sealed = st
+        .login_sealer
+        .seal(&serde_json::to_vec(&pre).unwrap_or_default());
+    let mut r = redirect(&url);
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(&st, &prelogin_cookie_name(&st, &pre.state), &sealed, LOGIN_TTL_SECS, false),
+    );
+    r
+}
+
+/// The live session the browser's cookie names, if any.
+fn current_session(st: &Inner, headers: &HeaderMap, now: i64) -> Option<Arc<LiveSession>> {
+    let v = cookie_value(headers, &st.config.session.cookie_name).ok()??;
+    st.sessions
+        .lookup(v, now, st.config.session.inactivity.as_secs() as i64)
+        .ok()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CallbackQuery {
+    pub code: Option<String>,
+    pub state: Option<String>,
+    pub error: Option<String>,
+    /// RFC 9207: when present, the issuer the answer comes from.
+    pub iss: Option<String>,
+}
+
+/// The session identity from a verified ID token and, for roles, the access
+/// token the token endpoint returned with it (Keycloak puts realm and client
+/// roles only there) when that token verifies as one of this issuer's.
+async fn identity_from_tokens(
+    st: &Inner,
+    issuer: &crate::identity::IssuerHandle,
+    id_claims: &Map<String, Value>,
+    access_token: Option<&str>,
+    expires_at: i64,
+) -> Result<Identity, LoginError> {
+    let base = identity_from_claims(&issuer.issuer, id_claims, issuer.roles_claims(), expires_at, None)
+        .map_err(|e| LoginError::IdToken(e.as_str()))?;
+    let mut groups = base.groups.clone();
+    if let Some(at) = access_token {
+        if let Ok((h, claims)) = st.validator.verify_signed(at, TokenKind::Access).await {
+            let same_subject = claims.get("sub").and_then(Value::as_str) == Some(base.sub.as_str());
+            if h.issuer == issuer.issuer && same_subject {
+                if let Ok(a) =
+                    identity_from_claims(&issuer.issuer, &claims, issuer.roles_claims(), expires_at, None)
+                {
+                    groups.extend(a.groups);
+                }
+            }
+        }
+    }
+    let auth_time = id_claims.get("auth_time").and_then(Value::as_i64);
+    Ok(Identity::new(
+        base.issuer,
+        base.sub,
+        Some(base.user),
+        base.email,
+        base.name,
+        groups,
+        base.acr,
+        base.amr,
+        base.sid,
+        auth_time,
+        expires_at,
+    ))
+}
+
+/// `GET /callback` — the IdP's answer: checks state against the pre-login
+/// cookie, exchanges the code (with the PKCE verifier), verifies the ID token,
+/// creates the session and sends the browser to `rd`.
+pub async fn callback(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(q): Query<CallbackQuery>,
+) -> Response {
+    let Some(setup) = &st.login else {
+        return login_failed(
+            StatusCode::NOT_FOUND,
+            &LoginError::NotConfigured("no [[issuers]] entry has a client_id"),
+        );
+    };
+    let now = st.clock.now();
+    let state = q.state.as_deref().unwrap_or("");
+    if state.len() != 43 {
+        return login_failed(StatusCode::BAD_REQUEST, &LoginError::StateMismatch);
+    }
+    let cookie_name = prelogin_cookie_name(&st, state);
+    let clear = set_cookie(&st, &cookie_name, "", 0, false);
+    let with_clear = |mut r: Response| {
+        r.headers_mut().append(header::SET_COOKIE, clear.clone());
+        r
+    };
+    let pre: Option<PreLogin> = match cookie_value(&headers, &cookie_name) {
+        Ok(Some(v)) => st
+            .login_sealer
+            .open(v)
+            .and_then(|b| serde_json::from_slice(&b).ok()),
+        _ => None,
+    };
+    let Some(pre) = pre.filter(|p| p.exp > now && p.issuer == setup.issuer.issuer) else {
+        return with_clear(login_failed(StatusCode::BAD_REQUEST, &LoginError::BadPreLogin));
+    };
+    if !constant_time_eq(pre.state.as_bytes(), state.as_bytes()) {
+        return with_clear(login_failed(StatusCode::BAD_REQUEST, &LoginError::StateMismatch));
+    }
+    if q.iss.as_deref().is_some_and(|i| i != pre.issuer) {
+        return with_clear(login_failed(
+            StatusCode::BAD_REQUEST,
+            &LoginError::IdpError("the answer names another issuer".into()),
+        ));
+    }
+    if let Some(e) = &q.error {
+        return with_clear(login_failed(
+            StatusCode::UNAUTHORIZED,
+            &LoginError::IdpError(short_code(e)),
+        ));
+    }
+    let Some(code) = q.code.as_deref().filter(|c| !c.is_empty() && c.len() <= 2048) else {
+        return with_clear(login_failed(
+            StatusCode::BAD_REQUEST,
+            &LoginError::IdpError("no code".into()),
+        ));
+    };
+    let ep = match Endpoints::of(&setup.issuer, setup.allow_http) {
+        Ok(ep) => ep,
+        Err(e) => return with_clear(login_failed(StatusCode::SERVICE_UNAVAILABLE, &e)),
+    };
+    let tokens = match token_request(
+        &st.oidc_http,
+        &ep,
+        &setup.client_id,
+        setup.client_secret.as_ref().map(|s| s.expose()),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", &setup.redirect_uri),
+            ("code_verifier", &pre.verifier),
+        ],
+    )
+    .await
+    {
+        Ok(t) => t,
+        Err(e) => return with_clear(login_failed(StatusCode::UNAUTHORIZED, &e)),
+    };
+    let (identity, id_token) = match verify_login_tokens(&st, &tokens, Some(&pre.nonce), pre.max_age, &pre.issuer).await {
+        Ok(x) => x,
+        Err(e) => return with_clear(login_failed(StatusCode::UNAUTHORIZED, &e)),
+    };
+    let lifetime = st.config.session.lifetime.as_secs() as i64;
+    let cookie = random_token(SESSION_COOKIE_BYTES);
+    let record = SessionRecord {
+        id: session_id(&cookie),
+        issuer: identity.issuer.clone(),
+        subject: identity.sub.clone(),
+        username: identity.user.clone(),
+        groups: identity.groups.clone(),
+        email: identity.email.clone(),
+        name: identity.name.clone(),
+        acr: identity.acr.clone(),
+        amr: identity.amr.clone(),
+        auth_time: identity.iat,
+        sid: identity.sid.clone(),
+        client_addr: Some(peer.ip().to_string()),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(256).collect()),
+        created_at: now,
+        last_seen: now,
+        expires_at: now + lifetime,
+        terminated_at: None,
+        terminated_by: None,
+        id_token: Some(st.token_sealer.seal(id_token.as_bytes())),
+        refresh_token: tokens
+            .refresh_token
+            .as_deref()
+            .map(|t| st.token_sealer.seal(t.as_bytes())),
+        refresh_at: refresh_at(&tokens, now),
+    };
+    {
+        let _gate = st.sessions.write_gate.lock().await;
+        // A step-up replaces the session it upgrades: a new cookie for new rights.
+        if let Some(old) = &pre.upgrade {
+            if let Err(e) = st.store.terminate_session(old, now, "step-up").await {
+                return with_clear(login_failed(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &LoginError::TokenEndpoint(format!("store: {e}")),
+                ));
+            }
+            st.sessions.remove(old);
+        }
+        if let Err(e) = st.store.insert_session(&record).await {
+            tracing::error!(error = %e, "cannot store a new session");
+            return with_clear(login_failed(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &LoginError::TokenEndpoint("the session could not be stored".into()),
+            ));
+        }
+        st.sessions.insert(LiveSession::from_record(&record));
+    }
+    tracing::info!(
+        target: "gatehouse::login",
+        user = %record.username,
+        client = %peer.ip(),
+        step_up = pre.upgrade.is_some(),
+        "login"
+    );
+    let mut r = with_clear(redirect(&pre.rd));
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(&st, &st.config.session.cookie_name, &cookie, lifetime, true),
+    );
+    r
+}
+
+fn refresh_at(tokens: &TokenSet, now: i64) -> Option<i64> {
+    tokens.refresh_token.as_ref()?;
+    let life = tokens.expires_in.unwrap_or(300).clamp(30, 24 * 3600);
+    Some(now + (life - REFRESH_MARGIN_SECS).max(life / 2))
+}
+
+/// Verifies the ID token of a token response; returns the session identity.
+async fn verify_login_tokens(
+    st: &Inner,
+    tokens: &TokenSet,
+    nonce: Option<&str>,
+    max_age: Option<i64>,
+    expected_issuer: &str,
+) -> Result<(Identity, String), LoginError> {
+    let setup = st.login.as_ref().ok_or(LoginError::NotConfigured("no login issuer"))?;
+    let id_token = tokens
+        .id_token
+        .as_deref()
+        .ok_or(LoginError::IdToken("the token response has no ID token"))?;
+    let (issuer, claims) = st
+        .validator
+        .verify_signed(id_token, TokenKind::Id)
+        .await
+        .map_err(|e| LoginError::IdToken(e.as_str()))?;
+    let now = st.clock.now();
+    check_id_token(&issuer, expected_issuer, &claims, &setup.client_id, nonce, max_age, now)?;
+    let lifetime = st.config.session.lifetime.as_secs() as i64;
+    let identity = identity_from_tokens(st, &issuer, &claims, tokens.access_token.as_deref(), now + lifetime).await?;
+    Ok((identity, id_token.to_string()))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LogoutQuery {
+    pub rd: Option<String>,
+}
+
+/// `GET|POST /logout[?rd=URL]` — ends the browser's session here and at the IdP.
+pub async fn logout(State(st): State<AppState>, headers: HeaderMap, Query(q): Query<LogoutQuery>) -> Response {
+    let now = st.clock.now();
+    let rd = safe_rd(&st, q.rd.as_deref());
+    let mut id_token_hint = None;
+    if let Ok(Some(v)) = cookie_value(&headers, &st.config.session.cookie_name) {
+        let id = session_id(v);
+        if let Ok(Some(rec)) = st.store.session(&id).await {
+            id_token_hint = rec.id_token.as_deref().and_then(|t| st.token_sealer.open(t));
+            if rec.terminated_at.is_none() {
+                if let Err(e) = crate::http::api::sessions::end_sessions(&st, std::slice::from_ref(&rec), now, "logout").await {
+                    tracing::error!(error = ?e, "logout could not end the session");
+                    return login_failed(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &LoginError::TokenEndpoint("the session could not be ended; try again".into()),
+                    );
+                }
+                tracing::info!(target: "gatehouse::login", user = %rec.username, "logout");
+            }
+        }
+    }
+    let target = match st
+        .login
+        .as_ref()
+        .and_then(|s| Endpoints::of(&s.issuer, s.allow_http).ok().map(|ep| (s, ep)))
+        .and_then(|(s, ep)| ep.end_session.map(|u| (s, u)))
+    {
+        Some((setup, mut u)) => {
+            {
+                let mut qp = u.query_pairs_mut();
+                qp.append_pair("client_id", &setup.client_id);
+                if let Some(h) = id_token_hint.as_deref().and_then(|b| std::str::from_utf8(b).ok()) {
+                    qp.append_pair("id_token_hint", h);
+                }
+                if q.rd.is_some() {
+                    qp.append_pair("post_logout_redirect_uri", &rd);
+                }
+            }
+            u.to_string()
+        }
+        None => rd,
+    };
+    let mut r = redirect(&target);
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(&st, &st.config.session.cookie_name, "", 0, true),
+    );
+    r
+}
+
+#[derive(Debug, Deserialize)]
+pub struct BackchannelForm {
+    pub logout_token: Option<String>,
+}
+
+fn backchannel_error(e: &LoginError) -> Response {
+    tracing::warn!(target: "gatehouse::login", reason = %e, "back-channel logout refused");
+    let body = serde_json::json!({"error": {"code": "invalid_request", "message": e.to_string()}});
+    let mut r = (
+        StatusCode::BAD_REQUEST,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response();
+    no_store(&mut r);
+    r
+}
+
+/// Most logout token ids remembered (each only until its token expires).
+const MAX_REMEMBERED_JTIS: usize = 100_000;
+
+/// `POST /backchannel-logout` — OIDC back-channel logout: a `sid` ends that IdP
+/// session's sessions here; a token with only `sub` ends all of that user's.
+pub async fn backchannel_logout(State(st): State<AppState>, body: axum::body::Bytes) -> Response {
+    let form: BackchannelForm = match serde_urlencoded_form(&body) {
+        Some(f) => f,
+        None => return backchannel_error(&LoginError::LogoutToken("the body is not a form")),
+    };
+    let Some(token) = form.logout_token.filter(|t| !t.is_empty()) else {
+        return backchannel_error(&LoginError::LogoutToken("no logout_token"));
+    };
+    let (issuer, claims) = match st.validator.verify_signed(&token, TokenKind::Logout).await {
+        Ok(x) => x,
+        Err(e) => return backchannel_error(&LoginError::LogoutToken(e.as_str())),
+    };
+    let Some(client_id) = issuer.client_id() else {
+        return backchannel_error(&LoginError::LogoutToken("the issuer has no client_id here"));
+    };
+    let now = st.clock.now();
+    let req = match check_logout_token(&issuer, &claims, client_id, now) {
+        Ok(r) => r,
+        Err(e) => return backchannel_error(&e),
+    };
+    {
+        let mut seen = st.logout_jtis.lock().unwrap_or_else(|e| e.into_inner());
+        seen.retain(|_, exp| *exp + issuer.leeway_secs() > now);
+        let key = format!("{}\u{0}{}", req.issuer, req.jti);
+        if seen.contains_key(&key) {
+            drop(seen);
+            return backchannel_error(&LoginError::LogoutToken("replayed (jti already used)"));
+        }
+        if seen.len() >= MAX_REMEMBERED_JTIS {
+            // Forget the soonest-expiring: a logout must never be refused for space.
+            if let Some(k) = seen.iter().min_by_key(|(_, e)| **e).map(|(k, _)| k.clone()) {
+                seen.remove(&k);
+            }
+        }
+        seen.insert(key, req.exp);
+    }
+    let sessions = match st
+        .store
+        .live_sessions_by_idp(now, &req.issuer, req.sid.as_deref(), req.sid.is_none().then_some(()).and(req.sub.as_deref()))
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "back-channel logout cannot read sessions");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+    };
+    // With both, the sid decides, and the sub must agree.
+    let sessions: Vec<SessionRecord> = sessions
+        .into_iter()
+        .filter(|s| req.sub.as_deref().is_none_or(|sub| s.subject == sub))
+        .collect();
+    if let Err(e) = crate::http::api::sessions::end_sessions(&st, &sessions, now, "backchannel-logout").await {
+        tracing::error!(error = ?e, "back-channel logout cannot end sessions");
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    tracing::info!(
+        target: "gatehouse::login",
+        sessions = sessions.len(),
+        by = if req.sid.is_some() { "sid" } else { "sub" },
+        "back-channel logout"
+    );
+    let mut r = StatusCode::OK.into_response();
+    no_store(&mut r);
+    r
+}
+
+fn serde_urlencoded_form(body: &[u8]) -> Option<BackchannelForm> {
+    if body.len() > 64 * 1024 {
+        return None;
+    }
+    let mut token = None;
+    for (k, v) in url::form_urlencoded::parse(body) {
+        if k == "logout_token" {
+            if token.is_some() {
+                return None;
+            }
+            token = Some(v.into_owned());
+        }
+    }
+    Some(BackchannelForm {
+        logout_token: token,
+    })
+}
+
+/// Refreshes the IdP tokens of sessions whose access token is about to expire,
+/// so that role changes at the IdP reach gatehouse. A refused refresh ends the
+/// session; an unreachable IdP is tried again on the next round.
+pub async fn refresh_due_sessions(st: &Inner) {
+    let Some(setup) = &st.login else {
+        return;
+    };
+    let now = st.clock.now();
+    let inactivity = st.config.session.inactivity.as_secs() as i64;
+    for live in st.sessions.due_for_refresh(now, inactivity) {
+        if let Err(e) = refresh_one(st, setup, &live.id, now).await {
+            tracing::warn!(target: "gatehouse::login", session = %live.id, reason = %e, "session refresh failed");
+        }
+    }
+}
+
+async fn refresh_one(
+    st: &Inner,
+    setup: &crate::app::LoginSetup,
+    id: &str,
+    now: i64,
+) -> Result<(), LoginError> {
+    let Ok(Some(rec)) = st.store.session(id).await else {
+        return Ok(());
+    };
+    if rec.terminated_at.is_some() {
+        return Ok(());
+    }
+    let Some(rt) = rec
+        .refresh_token
+        .as_deref()
+        .and_then(|t| st.token_sealer.open(t))
+        .and_then(|b| String::from_utf8(b).ok())
+    else {
+        // Unreadable (another secret): the session cannot be kept current.
+        end_after_failed_refresh(st, &rec, now).await;
+        return Err(LoginError::TokenEndpoint("the stored refresh token cannot be opened".into()));
+    };
+    let ep = Endpoints::of(&setup.issuer, setup.allow_http)?;
+    let tokens = match token_request(
+        &st.oidc_http,
+        &ep,
+        &setup.client_id,
+        setup.client_secret.as_ref().map(|s| s.expose()),
+        &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
+    )
+    .await
+    {
+        Ok(t) => t,
+        Err(LoginError::TokenEndpoint(code)) if code.starts_with("invalid_grant") || code.starts_with("HTTP 4") || code == "unauthorized_client" => {
+            end_after_failed_refresh(st, &rec, now).await;
+            return Err(LoginError::TokenEndpoint(code));
+        }
+        Err(e) => return Err(e),
+    };
+    let (identity, id_token) = if tokens.id_token.is_some() {
+        match verify_login_tokens(st, &tokens, None, None, &rec.issuer).await {
+            Ok((i, t)) if i.sub == rec.subject => (i, Some(t)),
+            _ => {
+                end_after_failed_refresh(st, &rec, now).await;
+                return Err(LoginError::IdToken("the refreshed ID token does not match the session"));
+            }
+        }
+    } else {
+        // No new ID token: roles from the new access token, the rest unchanged.
+        let old = LiveSession::from_record(&rec);
+        let mut claims = Map::new();
+        claims.insert("sub".into(), Value::String(rec.subject.clone()));
+        let access = tokens.access_token.as_deref();
+        let ident = identity_from_tokens(st, &setup.issuer, &claims, access, rec.expires_at).await?;
+        let mut groups = ident.groups.clone();
+        if access.is_none() {
+            groups = old.identity.groups.clone();
+        }
+        (
+            Identity::new(
+                rec.issuer.clone(),
+                rec.subject.clone(),
+                Some(rec.username.clone()),
+                rec.email.clone(),
+                rec.name.clone(),
+                groups,
+                rec.acr.clone(),
+                rec.amr.clone(),
+                rec.sid.clone(),
+                rec.auth_time,
+                rec.expires_at,
+            ),
+            None,
+        )
+    };
+    let update = SessionUpdate {
+        groups: identity.groups.clone(),
+        email: identity.email.clone(),
+        name: identity.name.clone(),
+        acr: identity.acr.clone().or(rec.acr.clone()),
+        amr: if identity.amr.is_empty() { rec.amr.clone() } else { identity.amr.clone() },
+        auth_time: identity.iat.or(rec.auth_time),
+        id_token: id_token.map(|t| st.token_sealer.seal(t.as_bytes())).or(rec.id_token.clone()),
+        refresh_token: tokens
+            .refresh_token
+            .as_deref()
+            .map(|t| st.token_sealer.seal(t.as_bytes()))
+            .or(rec.refresh_token.clone()),
+        refresh_at: refresh_at(
+            &TokenSet {
+                refresh_token: Some(String::new()),
+                ..tokens.clone()
+            },
+            now,
+        ),
+    };
+    let _gate = st.sessions.write_gate.lock().await;
+    match st.store.update_session(&rec.id, &update).await {
+        Ok(true) => {}
+        Ok(false) => return Ok(()),
+        Err(e) => return Err(LoginError::TokenEndpoint(format!("store: {e}"))),
+    }
+    if let Ok(Some(fresh)) = st.store.session(&rec.id).await {
+        st.sessions.replace(LiveSession::from_record(&fresh));
+    }
+    tracing::info!(target: "gatehouse::login", user = %rec.username, "session refreshed");
+    Ok(())
+}
+
+async fn end_after_failed_refresh(st: &Inner, rec: &SessionRecord, now: i64) {
+    if let Err(e) = crate::http::api::sessions::end_sessions(st, std::slice::from_ref(rec), now, "refresh-failed").await {
+        tracing::error!(error = ?e, "cannot end a session whose refresh failed");
+    }
+}

@@ -1,0 +1,248 @@
+//! Browser sessions on the decision path: an in-memory table from the cookie's
+//! hash to the session's identity, kept current by the store layer. A lookup is
+//! a hash and a read lock, never an await; last-seen times are kept in memory
+//! and written to the store in batches.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use sha2::{Digest, Sha256};
+
+use crate::decision::Identity;
+use crate::store::SessionRecord;
+
+/// Bytes of randomness in a session cookie (256 bits; the issue asks for ≥ 128).
+pub const SESSION_COOKIE_BYTES: usize = 32;
+
+/// The stored id of a session: SHA-256 of the cookie value, as 64 hex digits.
+pub fn session_id(cookie_value: &str) -> String {
+    hex(&Sha256::digest(cookie_value.as_bytes()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// A cookie value gatehouse could have issued: 43 base64url characters.
+pub fn plausible_cookie(v: &str) -> bool {
+    v.len() == 43
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// One live session as the decision path sees it.
+#[derive(Debug)]
+pub struct LiveSession {
+    pub id: String,
+    pub identity: Arc<Identity>,
+    pub created_at: i64,
+    /// Absolute end (`session.lifetime` after login).
+    pub expires_at: i64,
+    /// Last request seen, in memory; flushed to the store in batches.
+    pub last_seen: AtomicI64,
+    /// The last value written to the store, to flush only what changed.
+    pub flushed_seen: AtomicI64,
+    /// When the IdP's tokens should be refreshed, if there is a refresh token.
+    pub refresh_at: Option<i64>,
+}
+
+impl LiveSession {
+    pub fn from_record(r: &SessionRecord) -> LiveSession {
+        let identity = Identity::new(
+            r.issuer.clone(),
+            r.subject.clone(),
+            Some(r.username.clone()),
+            r.email.clone(),
+            r.name.clone(),
+            r.groups.clone(),
+            r.acr.clone(),
+            r.amr.clone(),
+            r.sid.clone(),
+            r.auth_time,
+            r.expires_at,
+        );
+        LiveSession {
+            id: r.id.clone(),
+            identity: Arc::new(identity),
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            last_seen: AtomicI64::new(r.last_seen),
+            flushed_seen: AtomicI64::new(r.last_seen),
+            refresh_at: r.refresh_at,
+        }
+    }
+
+    /// Alive at `now` under an inactivity limit of `inactivity` seconds.
+    pub fn alive(&self, now: i64, inactivity: i64) -> bool {
+        now < self.expires_at && now - self.last_seen.load(Ordering::Relaxed) < inactivity
+    }
+}
+
+/// Why a session cookie did not identify anyone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionMiss {
+    Unknown,
+    Expired,
+    Inactive,
+}
+
+impl SessionMiss {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "session_unknown",
+            Self::Expired => "session_expired",
+            Self::Inactive => "session_inactive",
+        }
+    }
+}
+
+/// Every live session, by the SHA-256 of its cookie.
+#[derive(Debug, Default)]
+pub struct SessionTable {
+    map: RwLock<HashMap<[u8; 32], Arc<LiveSession>>>,
+    /// Held by whoever changes sessions in the store and then here (login,
+    /// termination, refresh, reload), so that a reload reading the store can
+    /// never bring back a session terminated while it was reading. The decision
+    /// path never takes it.
+    pub write_gate: tokio::sync::Mutex<()>,
+}
+
+fn key_of_id(id: &str) -> Option<[u8; 32]> {
+    if id.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, chunk) in id.as_bytes().chunks(2).enumerate() {
+        let s = std::str::from_utf8(chunk).ok()?;
+        out[i] = u8::from_str_radix(s, 16).ok()?;
+    }
+    Some(out)
+}
+
+impl SessionTable {
+    /// The live session a cookie names, touched at `now`.
+    pub fn lookup(
+        &self,
+        cookie_value: &str,
+        now: i64,
+        inactivity: i64,
+    ) -> Result<Arc<LiveSession>, SessionMiss> {
+        if !plausible_cookie(cookie_value) {
+            return Err(SessionMiss::Unknown);
+        }
+        let key: [u8; 32] = Sha256::digest(cookie_value.as_bytes()).into();
+        let found = {
+            let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+            map.get(&key).cloned()
+        };
+        let s = found.ok_or(SessionMiss::Unknown)?;
+        if now >= s.expires_at {
+            return Err(SessionMiss::Expired);
+        }
+        if now - s.last_seen.load(Ordering::Relaxed) >= inactivity {
+            return Err(SessionMiss::Inactive);
+        }
+        s.last_seen.fetch_max(now, Ordering::Relaxed);
+        Ok(s)
+    }
+
+    pub fn get_by_id(&self, id: &str) -> Option<Arc<LiveSession>> {
+        let key = key_of_id(id)?;
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        map.get(&key).cloned()
+    }
+
+    pub fn insert(&self, s: LiveSession) -> Option<Arc<LiveSession>> {
+        let key = key_of_id(&s.id)?;
+        let s = Arc::new(s);
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        map.insert(key, s.clone());
+        Some(s)
+    }
+
+    /// Replaces a session's entry (refresh, step-up), keeping its last-seen time.
+    pub fn replace(&self, s: LiveSession) {
+        if let Some(old) = self.get_by_id(&s.id) {
+            s.last_seen
+                .fetch_max(old.last_seen.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        self.insert(s);
+    }
+
+    pub fn remove(&self, id: &str) -> bool {
+        let Some(key) = key_of_id(id) else {
+            return false;
+        };
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        map.remove(&key).is_some()
+    }
+
+    /// Replaces the whole table with the store's live sessions; last-seen times
+    /// already known here are kept when newer. Call with `write_gate` held
+    /// across the store read.
+    pub fn load(&self, records: &[SessionRecord]) {
+        let mut next = HashMap::with_capacity(records.len());
+        {
+            let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+            for r in records {
+                let Some(key) = key_of_id(&r.id) else {
+                    continue;
+                };
+                let s = LiveSession::from_record(r);
+                if let Some(old) = map.get(&key) {
+                    let seen = old.last_seen.load(Ordering::Relaxed);
+                    s.last_seen.fetch_max(seen, Ordering::Relaxed);
+                    s.flushed_seen.store(
+                        old.flushed_seen
+                            .load(Ordering::Relaxed)
+                            .max(r.last_seen),
+                        Ordering::Relaxed,
+                    );
+                }
+                next.insert(key, Arc::new(s));
+            }
+        }
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        *map = next;
+    }
+
+    /// Every session whose last-seen time moved since the last flush.
+    pub fn unflushed(&self) -> Vec<(String, i64)> {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        map.values()
+            .filter_map(|s| {
+                let seen = s.last_seen.load(Ordering::Relaxed);
+                (seen > s.flushed_seen.load(Ordering::Relaxed)).then(|| (s.id.clone(), seen))
+            })
+            .collect()
+    }
+
+    pub fn mark_flushed(&self, flushed: &[(String, i64)]) {
+        for (id, seen) in flushed {
+            if let Some(s) = self.get_by_id(id) {
+                s.flushed_seen.fetch_max(*seen, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Sessions that are alive at `now` (for the active-sessions gauge).
+    pub fn count_alive(&self, now: i64, inactivity: i64) -> usize {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        map.values().filter(|s| s.alive(now, inactivity)).count()
+    }
+
+    /// Sessions due for a token refresh at `now`.
+    pub fn due_for_refresh(&self, now: i64, inactivity: i64) -> Vec<Arc<LiveSession>> {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        map.values()
+            .filter(|s| s.refresh_at.is_some_and(|t| t <= now) && s.alive(now, inactivity))
+            .cloned()
+            .collect()
+    }
+}
