@@ -11,9 +11,9 @@ use ipnet::IpNet;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
+use crate::config::Secret;
 use crate::decision::Policy;
 use crate::http;
-use crate::config::Secret;
 use crate::identity::revocation::Revocations;
 use crate::identity::seal::{load_or_create_secret, random_token, Sealer};
 use crate::identity::session::SessionTable;
@@ -150,7 +150,10 @@ pub async fn build_state(config: Config, clock: Option<SharedClock>) -> anyhow::
 }
 
 /// The login issuer: `session.login_issuer`, else the first issuer with a `client_id`.
-fn login_setup(config: &Config, issuers: &[Arc<IssuerHandle>]) -> anyhow::Result<Option<LoginSetup>> {
+fn login_setup(
+    config: &Config,
+    issuers: &[Arc<IssuerHandle>],
+) -> anyhow::Result<Option<LoginSetup>> {
     let chosen = match &config.session.login_issuer {
         Some(iss) => Some(
             config
@@ -260,7 +263,10 @@ pub fn router(state: AppState) -> Router {
         .route("/.well-known/jwks.json", get(http::ops::local_jwks))
         .route("/login", get(http::login::login))
         .route("/callback", get(http::login::callback))
-        .route("/logout", get(http::login::logout).post(http::login::logout))
+        .route(
+            "/logout",
+            get(http::login::logout).post(http::login::logout),
+        )
         .route("/backchannel-logout", post(http::login::backchannel_logout))
         .route("/api/v1/me", get(http::api::me))
         .route("/api/v1/sessions", get(http::api::sessions::list))

@@ -1025,7 +1025,9 @@ fn validate(raw: RawConfig, base_dir: &Path, label: &str, errors: &mut Vec<Confi
     }
     let default_redirect = match raw.session.default_redirect {
         Some(d) => match url::Url::parse(&d) {
-            Ok(u) if u.scheme() == "https" || (insecure_http && u.scheme() == "http") => u.to_string(),
+            Ok(u) if u.scheme() == "https" || (insecure_http && u.scheme() == "http") => {
+                u.to_string()
+            }
             _ => {
                 v.err(
                     "session.default_redirect",

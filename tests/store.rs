@@ -158,7 +158,10 @@ async fn postgres_store() {
     for t in tasks {
         applied += t.await.unwrap();
     }
-    assert_eq!(applied, 2, "each migration applied exactly once among 4 migrators");
+    assert_eq!(
+        applied, 2,
+        "each migration applied exactly once among 4 migrators"
+    );
 }
 
 #[test]

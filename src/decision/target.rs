@@ -587,7 +587,9 @@ mod tests {
 
     #[test]
     fn fast_path_agrees_with_the_general_one() {
-        let parts = ["a", "b.c", ".", "..", "", "%41", ";x", "A", "-", "~", ".x", "x."];
+        let parts = [
+            "a", "b.c", ".", "..", "", "%41", ";x", "A", "-", "~", ".x", "x.",
+        ];
         let mut n = 0;
         for a in parts {
             for b in parts {

@@ -11,7 +11,6 @@ use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 
 use crate::app::{AppState, Inner};
-use crate::http::login::cookie_value;
 use crate::decision::target::{
     canonical_host, canonical_method, canonical_path, client_address, split_absolute_url,
     split_origin_form, Scheme,
@@ -19,6 +18,7 @@ use crate::decision::target::{
 use crate::decision::{
     decide, CredentialError, Decision, Identity, Reason, Subject, Target, TargetError,
 };
+use crate::http::login::cookie_value;
 
 /// Which proxy convention a request arrived under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,7 +221,7 @@ async fn identify(
     let (token, source) = match bearer(h) {
         Some(t) => (Some(t), Source::Bearer),
         None => match cookie_value(h, &st.config.session.cookie_name) {
-            Err(()) => (Some(Err(())), Source::Session),
+            Err(_) => (Some(Err(())), Source::Session),
             Ok(Some(v)) => {
                 return match session_subject(st, v, target.at) {
                     Ok(id) => (Subject::User(id), Source::Session, None),
@@ -307,7 +307,11 @@ fn login_redirect(flavour: Flavour, target: &Target, login: &str, invalid: bool)
         }
         .into_response(),
         Flavour::Nginx => {
-            let mut r = json_error(StatusCode::UNAUTHORIZED, "unauthenticated", "login required");
+            let mut r = json_error(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "login required",
+            );
             r.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, www_authenticate(invalid));
             r
@@ -345,7 +349,12 @@ async fn handle(st: &AppState, flavour: Flavour, peer: IpAddr, h: &HeaderMap) ->
             Ok(target) => {
                 let (subject, source, detail) = identify(st, h, &target).await;
                 let policy = st.policy.load();
-                (decide(&policy, &subject, &target), Some(target), source, detail)
+                (
+                    decide(&policy, &subject, &target),
+                    Some(target),
+                    source,
+                    detail,
+                )
             }
             Err(e) => (
                 Decision::Forbidden {
@@ -446,7 +455,10 @@ fn respond(
         Decision::Forbidden { reason, .. } => {
             // A session without the second factor a rule needs: back to the IdP
             // with the step-up acr_values, when login is available.
-            if *reason == Reason::TwoFactorRequired && source == Source::Session && st.login.is_some() {
+            if *reason == Reason::TwoFactorRequired
+                && source == Source::Session
+                && st.login.is_some()
+            {
                 if let Some(t) = target.filter(|t| is_browser_navigation(h, t)) {
                     return login_redirect(flavour, t, &login_url(st, t, true), false);
                 }

@@ -25,9 +25,13 @@ use crate::identity::session::{session_id, LiveSession, SESSION_COOKIE_BYTES};
 use crate::identity::TokenKind;
 use crate::store::{SessionRecord, SessionUpdate};
 
+/// A cookie name that appears more than once: ambiguous, so refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DuplicateCookie;
+
 /// The value of one cookie; `Err` when the name appears more than once (a
 /// second cookie with our name, e.g. set by a sibling subdomain, is ambiguous).
-pub fn cookie_value<'a>(h: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ()> {
+pub fn cookie_value<'a>(h: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, DuplicateCookie> {
     let mut found = None;
     for v in h.get_all(header::COOKIE) {
         let Ok(v) = v.to_str() else {
@@ -40,7 +44,7 @@ pub fn cookie_value<'a>(h: &'a HeaderMap, name: &str) -> Result<Option<&'a str>,
             };
             if k == name {
                 if found.is_some() {
-                    return Err(());
+                    return Err(DuplicateCookie);
                 }
                 found = Some(val.trim_matches('"'));
             }
@@ -119,7 +123,11 @@ pub struct LoginQuery {
 }
 
 /// `GET /login?rd=URL[&step_up=1]` — starts the authorization code flow.
-pub async fn login(State(st): State<AppState>, headers: HeaderMap, Query(q): Query<LoginQuery>) -> Response {
+pub async fn login(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<LoginQuery>,
+) -> Response {
     let Some(setup) = &st.login else {
         return login_failed(
             StatusCode::NOT_FOUND,
@@ -146,7 +154,10 @@ pub async fn login(State(st): State<AppState>, headers: HeaderMap, Query(q): Que
         issuer: setup.issuer.issuer.clone(),
         exp: now + LOGIN_TTL_SECS,
         max_age: if step_up {
-            st.config.session.step_up_max_age.map(|d| d.as_secs() as i64)
+            st.config
+                .session
+                .step_up_max_age
+                .map(|d| d.as_secs() as i64)
         } else {
             None
         },
@@ -164,7 +175,13 @@ pub async fn login(State(st): State<AppState>, headers: HeaderMap, Query(q): Que
     let mut r = redirect(&url);
     r.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(&st, &prelogin_cookie_name(&st, &pre.state), &sealed, LOGIN_TTL_SECS, false),
+        set_cookie(
+            &st,
+            &prelogin_cookie_name(&st, &pre.state),
+            &sealed,
+            LOGIN_TTL_SECS,
+            false,
+        ),
     );
     r
 }
@@ -196,16 +213,26 @@ async fn identity_from_tokens(
     access_token: Option<&str>,
     expires_at: i64,
 ) -> Result<Identity, LoginError> {
-    let base = identity_from_claims(&issuer.issuer, id_claims, issuer.roles_claims(), expires_at, None)
-        .map_err(|e| LoginError::IdToken(e.as_str()))?;
+    let base = identity_from_claims(
+        &issuer.issuer,
+        id_claims,
+        issuer.roles_claims(),
+        expires_at,
+        None,
+    )
+    .map_err(|e| LoginError::IdToken(e.as_str()))?;
     let mut groups = base.groups.clone();
     if let Some(at) = access_token {
         if let Ok((h, claims)) = st.validator.verify_signed(at, TokenKind::Access).await {
             let same_subject = claims.get("sub").and_then(Value::as_str) == Some(base.sub.as_str());
             if h.issuer == issuer.issuer && same_subject {
-                if let Ok(a) =
-                    identity_from_claims(&issuer.issuer, &claims, issuer.roles_claims(), expires_at, None)
-                {
+                if let Ok(a) = identity_from_claims(
+                    &issuer.issuer,
+                    &claims,
+                    issuer.roles_claims(),
+                    expires_at,
+                    None,
+                ) {
                     groups.extend(a.groups);
                 }
             }
@@ -261,10 +288,16 @@ pub async fn callback(
         _ => None,
     };
     let Some(pre) = pre.filter(|p| p.exp > now && p.issuer == setup.issuer.issuer) else {
-        return with_clear(login_failed(StatusCode::BAD_REQUEST, &LoginError::BadPreLogin));
+        return with_clear(login_failed(
+            StatusCode::BAD_REQUEST,
+            &LoginError::BadPreLogin,
+        ));
     };
     if !constant_time_eq(pre.state.as_bytes(), state.as_bytes()) {
-        return with_clear(login_failed(StatusCode::BAD_REQUEST, &LoginError::StateMismatch));
+        return with_clear(login_failed(
+            StatusCode::BAD_REQUEST,
+            &LoginError::StateMismatch,
+        ));
     }
     if q.iss.as_deref().is_some_and(|i| i != pre.issuer) {
         return with_clear(login_failed(
@@ -278,7 +311,11 @@ pub async fn callback(
             &LoginError::IdpError(short_code(e)),
         ));
     }
-    let Some(code) = q.code.as_deref().filter(|c| !c.is_empty() && c.len() <= 2048) else {
+    let Some(code) = q
+        .code
+        .as_deref()
+        .filter(|c| !c.is_empty() && c.len() <= 2048)
+    else {
         return with_clear(login_failed(
             StatusCode::BAD_REQUEST,
             &LoginError::IdpError("no code".into()),
@@ -305,10 +342,11 @@ pub async fn callback(
         Ok(t) => t,
         Err(e) => return with_clear(login_failed(StatusCode::UNAUTHORIZED, &e)),
     };
-    let (identity, id_token) = match verify_login_tokens(&st, &tokens, Some(&pre.nonce), pre.max_age, &pre.issuer).await {
-        Ok(x) => x,
-        Err(e) => return with_clear(login_failed(StatusCode::UNAUTHORIZED, &e)),
-    };
+    let (identity, id_token) =
+        match verify_login_tokens(&st, &tokens, Some(&pre.nonce), pre.max_age, &pre.issuer).await {
+            Ok(x) => x,
+            Err(e) => return with_clear(login_failed(StatusCode::UNAUTHORIZED, &e)),
+        };
     let lifetime = st.config.session.lifetime.as_secs() as i64;
     let cookie = random_token(SESSION_COOKIE_BYTES);
     let record = SessionRecord {
@@ -390,7 +428,10 @@ async fn verify_login_tokens(
     max_age: Option<i64>,
     expected_issuer: &str,
 ) -> Result<(Identity, String), LoginError> {
-    let setup = st.login.as_ref().ok_or(LoginError::NotConfigured("no login issuer"))?;
+    let setup = st
+        .login
+        .as_ref()
+        .ok_or(LoginError::NotConfigured("no login issuer"))?;
     let id_token = tokens
         .id_token
         .as_deref()
@@ -401,9 +442,24 @@ async fn verify_login_tokens(
         .await
         .map_err(|e| LoginError::IdToken(e.as_str()))?;
     let now = st.clock.now();
-    check_id_token(&issuer, expected_issuer, &claims, &setup.client_id, nonce, max_age, now)?;
+    check_id_token(
+        &issuer,
+        expected_issuer,
+        &claims,
+        &setup.client_id,
+        nonce,
+        max_age,
+        now,
+    )?;
     let lifetime = st.config.session.lifetime.as_secs() as i64;
-    let identity = identity_from_tokens(st, &issuer, &claims, tokens.access_token.as_deref(), now + lifetime).await?;
+    let identity = identity_from_tokens(
+        st,
+        &issuer,
+        &claims,
+        tokens.access_token.as_deref(),
+        now + lifetime,
+    )
+    .await?;
     Ok((identity, id_token.to_string()))
 }
 
@@ -413,20 +469,36 @@ pub struct LogoutQuery {
 }
 
 /// `GET|POST /logout[?rd=URL]` — ends the browser's session here and at the IdP.
-pub async fn logout(State(st): State<AppState>, headers: HeaderMap, Query(q): Query<LogoutQuery>) -> Response {
+pub async fn logout(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<LogoutQuery>,
+) -> Response {
     let now = st.clock.now();
     let rd = safe_rd(&st, q.rd.as_deref());
     let mut id_token_hint = None;
     if let Ok(Some(v)) = cookie_value(&headers, &st.config.session.cookie_name) {
         let id = session_id(v);
         if let Ok(Some(rec)) = st.store.session(&id).await {
-            id_token_hint = rec.id_token.as_deref().and_then(|t| st.token_sealer.open(t));
+            id_token_hint = rec
+                .id_token
+                .as_deref()
+                .and_then(|t| st.token_sealer.open(t));
             if rec.terminated_at.is_none() {
-                if let Err(e) = crate::http::api::sessions::end_sessions(&st, std::slice::from_ref(&rec), now, "logout").await {
+                if let Err(e) = crate::http::api::sessions::end_sessions(
+                    &st,
+                    std::slice::from_ref(&rec),
+                    now,
+                    "logout",
+                )
+                .await
+                {
                     tracing::error!(error = ?e, "logout could not end the session");
                     return login_failed(
                         StatusCode::SERVICE_UNAVAILABLE,
-                        &LoginError::TokenEndpoint("the session could not be ended; try again".into()),
+                        &LoginError::TokenEndpoint(
+                            "the session could not be ended; try again".into(),
+                        ),
                     );
                 }
                 tracing::info!(target: "gatehouse::login", user = %rec.username, "logout");
@@ -436,14 +508,21 @@ pub async fn logout(State(st): State<AppState>, headers: HeaderMap, Query(q): Qu
     let target = match st
         .login
         .as_ref()
-        .and_then(|s| Endpoints::of(&s.issuer, s.allow_http).ok().map(|ep| (s, ep)))
+        .and_then(|s| {
+            Endpoints::of(&s.issuer, s.allow_http)
+                .ok()
+                .map(|ep| (s, ep))
+        })
         .and_then(|(s, ep)| ep.end_session.map(|u| (s, u)))
     {
         Some((setup, mut u)) => {
             {
                 let mut qp = u.query_pairs_mut();
                 qp.append_pair("client_id", &setup.client_id);
-                if let Some(h) = id_token_hint.as_deref().and_then(|b| std::str::from_utf8(b).ok()) {
+                if let Some(h) = id_token_hint
+                    .as_deref()
+                    .and_then(|b| std::str::from_utf8(b).ok())
+                {
                     qp.append_pair("id_token_hint", h);
                 }
                 if q.rd.is_some() {
@@ -523,7 +602,12 @@ pub async fn backchannel_logout(State(st): State<AppState>, body: axum::body::By
     }
     let sessions = match st
         .store
-        .live_sessions_by_idp(now, &req.issuer, req.sid.as_deref(), req.sid.is_none().then_some(()).and(req.sub.as_deref()))
+        .live_sessions_by_idp(
+            now,
+            &req.issuer,
+            req.sid.as_deref(),
+            req.sid.is_none().then_some(()).and(req.sub.as_deref()),
+        )
         .await
     {
         Ok(s) => s,
@@ -537,7 +621,9 @@ pub async fn backchannel_logout(State(st): State<AppState>, body: axum::body::By
         .into_iter()
         .filter(|s| req.sub.as_deref().is_none_or(|sub| s.subject == sub))
         .collect();
-    if let Err(e) = crate::http::api::sessions::end_sessions(&st, &sessions, now, "backchannel-logout").await {
+    if let Err(e) =
+        crate::http::api::sessions::end_sessions(&st, &sessions, now, "backchannel-logout").await
+    {
         tracing::error!(error = ?e, "back-channel logout cannot end sessions");
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
@@ -606,7 +692,9 @@ async fn refresh_one(
     else {
         // Unreadable (another secret): the session cannot be kept current.
         end_after_failed_refresh(st, &rec, now).await;
-        return Err(LoginError::TokenEndpoint("the stored refresh token cannot be opened".into()));
+        return Err(LoginError::TokenEndpoint(
+            "the stored refresh token cannot be opened".into(),
+        ));
     };
     let ep = Endpoints::of(&setup.issuer, setup.allow_http)?;
     let tokens = match token_request(
@@ -619,7 +707,11 @@ async fn refresh_one(
     .await
     {
         Ok(t) => t,
-        Err(LoginError::TokenEndpoint(code)) if code.starts_with("invalid_grant") || code.starts_with("HTTP 4") || code == "unauthorized_client" => {
+        Err(LoginError::TokenEndpoint(code))
+            if code.starts_with("invalid_grant")
+                || code.starts_with("HTTP 4")
+                || code == "unauthorized_client" =>
+        {
             end_after_failed_refresh(st, &rec, now).await;
             return Err(LoginError::TokenEndpoint(code));
         }
@@ -630,7 +722,9 @@ async fn refresh_one(
             Ok((i, t)) if i.sub == rec.subject => (i, Some(t)),
             _ => {
                 end_after_failed_refresh(st, &rec, now).await;
-                return Err(LoginError::IdToken("the refreshed ID token does not match the session"));
+                return Err(LoginError::IdToken(
+                    "the refreshed ID token does not match the session",
+                ));
             }
         }
     } else {
@@ -639,7 +733,8 @@ async fn refresh_one(
         let mut claims = Map::new();
         claims.insert("sub".into(), Value::String(rec.subject.clone()));
         let access = tokens.access_token.as_deref();
-        let ident = identity_from_tokens(st, &setup.issuer, &claims, access, rec.expires_at).await?;
+        let ident =
+            identity_from_tokens(st, &setup.issuer, &claims, access, rec.expires_at).await?;
         let mut groups = ident.groups.clone();
         if access.is_none() {
             groups = old.identity.groups.clone();
@@ -666,9 +761,15 @@ async fn refresh_one(
         email: identity.email.clone(),
         name: identity.name.clone(),
         acr: identity.acr.clone().or(rec.acr.clone()),
-        amr: if identity.amr.is_empty() { rec.amr.clone() } else { identity.amr.clone() },
+        amr: if identity.amr.is_empty() {
+            rec.amr.clone()
+        } else {
+            identity.amr.clone()
+        },
         auth_time: identity.iat.or(rec.auth_time),
-        id_token: id_token.map(|t| st.token_sealer.seal(t.as_bytes())).or(rec.id_token.clone()),
+        id_token: id_token
+            .map(|t| st.token_sealer.seal(t.as_bytes()))
+            .or(rec.id_token.clone()),
         refresh_token: tokens
             .refresh_token
             .as_deref()
@@ -696,7 +797,14 @@ async fn refresh_one(
 }
 
 async fn end_after_failed_refresh(st: &Inner, rec: &SessionRecord, now: i64) {
-    if let Err(e) = crate::http::api::sessions::end_sessions(st, std::slice::from_ref(rec), now, "refresh-failed").await {
+    if let Err(e) = crate::http::api::sessions::end_sessions(
+        st,
+        std::slice::from_ref(rec),
+        now,
+        "refresh-failed",
+    )
+    .await
+    {
         tracing::error!(error = ?e, "cannot end a session whose refresh failed");
     }
 }

@@ -59,9 +59,15 @@ impl std::fmt::Display for LoginError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::NotConfigured(why) => write!(f, "login is not configured: {why}"),
-            Self::NoDiscovery => f.write_str("the identity provider's discovery document is not loaded"),
-            Self::BadPreLogin => f.write_str("the login was not started here, or took too long; start again"),
-            Self::StateMismatch => f.write_str("the callback's state does not belong to this browser's login"),
+            Self::NoDiscovery => {
+                f.write_str("the identity provider's discovery document is not loaded")
+            }
+            Self::BadPreLogin => {
+                f.write_str("the login was not started here, or took too long; start again")
+            }
+            Self::StateMismatch => {
+                f.write_str("the callback's state does not belong to this browser's login")
+            }
             Self::IdpError(e) => write!(f, "the identity provider refused the login: {e}"),
             Self::TokenEndpoint(e) => write!(f, "the code exchange failed: {e}"),
             Self::IdToken(e) => write!(f, "the ID token was refused: {e}"),
@@ -183,7 +189,9 @@ pub async fn token_request(
     match client_secret {
         Some(secret) => {
             // RFC 6749 2.3.1: form-encode the id and secret before Basic.
-            let enc = |s: &str| -> String { url::form_urlencoded::byte_serialize(s.as_bytes()).collect() };
+            let enc = |s: &str| -> String {
+                url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+            };
             req = req.basic_auth(enc(client_id), Some(enc(secret)));
         }
         None => fields.push(("client_id", client_id)),
@@ -192,12 +200,21 @@ pub async fn token_request(
         .extend_pairs(fields)
         .finish();
     let resp = req
-        .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
         .header(reqwest::header::ACCEPT, "application/json")
         .body(body)
         .send()
         .await
-        .map_err(|e| LoginError::TokenEndpoint(if e.is_timeout() { "timed out".into() } else { "unreachable".into() }))?;
+        .map_err(|e| {
+            LoginError::TokenEndpoint(if e.is_timeout() {
+                "timed out".into()
+            } else {
+                "unreachable".into()
+            })
+        })?;
     let status = resp.status();
     let bytes = resp
         .bytes()
@@ -214,7 +231,8 @@ pub async fn token_request(
             .unwrap_or_else(|| format!("HTTP {}", status.as_u16()));
         return Err(LoginError::TokenEndpoint(code));
     }
-    serde_json::from_slice(&bytes).map_err(|_| LoginError::TokenEndpoint("the answer is not a token response".into()))
+    serde_json::from_slice(&bytes)
+        .map_err(|_| LoginError::TokenEndpoint("the answer is not a token response".into()))
 }
 
 /// An OAuth error code as safe text for logs and pages: `[a-z_]`, bounded.
@@ -234,7 +252,13 @@ fn audience_contains(claims: &Map<String, Value>, who: &str) -> (bool, usize) {
 }
 
 fn int_claim(claims: &Map<String, Value>, k: &str) -> Option<i64> {
-    claims.get(k).and_then(|v| v.as_i64().or_else(|| v.as_f64().filter(|f| f.is_finite()).map(|f| f.floor() as i64)))
+    claims.get(k).and_then(|v| {
+        v.as_i64().or_else(|| {
+            v.as_f64()
+                .filter(|f| f.is_finite())
+                .map(|f| f.floor() as i64)
+        })
+    })
 }
 
 /// OpenID Connect Core 3.1.3.7 on a signature-checked ID token: issuer, audience
@@ -250,7 +274,9 @@ pub fn check_id_token(
     now: i64,
 ) -> Result<(), LoginError> {
     let leeway = issuer.leeway_secs();
-    if issuer.issuer != expected_issuer || claims.get("iss").and_then(Value::as_str) != Some(expected_issuer) {
+    if issuer.issuer != expected_issuer
+        || claims.get("iss").and_then(Value::as_str) != Some(expected_issuer)
+    {
         return Err(LoginError::IdToken("issued by another issuer"));
     }
     let (has_aud, n_aud) = audience_contains(claims, client_id);
@@ -258,7 +284,9 @@ pub fn check_id_token(
         return Err(LoginError::IdToken("not issued to this client"));
     }
     match claims.get("azp") {
-        Some(Value::String(a)) if a != client_id => return Err(LoginError::IdToken("azp names another client")),
+        Some(Value::String(a)) if a != client_id => {
+            return Err(LoginError::IdToken("azp names another client"))
+        }
         None if n_aud > 1 => return Err(LoginError::IdToken("several audiences and no azp")),
         _ => {}
     }
@@ -285,9 +313,13 @@ pub fn check_id_token(
         (None, _) => {}
     }
     if let Some(max_age) = max_age {
-        let at = int_claim(claims, "auth_time").ok_or(LoginError::IdToken("no auth_time although max_age was asked"))?;
+        let at = int_claim(claims, "auth_time").ok_or(LoginError::IdToken(
+            "no auth_time although max_age was asked",
+        ))?;
         if now - at > max_age + leeway {
-            return Err(LoginError::IdToken("the authentication is older than max_age"));
+            return Err(LoginError::IdToken(
+                "the authentication is older than max_age",
+            ));
         }
     }
     match claims.get("sub") {

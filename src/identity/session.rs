@@ -199,9 +199,7 @@ impl SessionTable {
                     let seen = old.last_seen.load(Ordering::Relaxed);
                     s.last_seen.fetch_max(seen, Ordering::Relaxed);
                     s.flushed_seen.store(
-                        old.flushed_seen
-                            .load(Ordering::Relaxed)
-                            .max(r.last_seen),
+                        old.flushed_seen.load(Ordering::Relaxed).max(r.last_seen),
                         Ordering::Relaxed,
                     );
                 }

@@ -3,6 +3,7 @@
 //! starts is stopped when its handle drops.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod pg;
 pub mod proxies;
 pub mod raw;
@@ -73,6 +74,11 @@ pub struct Idp {
 impl Idp {
     /// Starts the IdP on `port` (0: any) with these private keys and users.
     pub fn start(port: u16, keys: &[Value], users: &Value) -> Idp {
+        Self::start_with_env(port, keys, users, &[])
+    }
+
+    /// The same, with more `IDP_*` settings (see tests/idp/idp.mjs).
+    pub fn start_with_env(port: u16, keys: &[Value], users: &Value, env: &[(&str, String)]) -> Idp {
         ensure_idp_installed();
         let dir = tempfile::tempdir().unwrap();
         let kf = dir.path().join("keys.json");
@@ -85,6 +91,7 @@ impl Idp {
             .env("IDP_PORT", port.to_string())
             .env("IDP_KEYS", &kf)
             .env("IDP_USERS", &uf)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -169,12 +176,22 @@ impl Server {
     }
 
     pub async fn start_with_clock(toml: &str, clock: Option<SharedClock>) -> Server {
-        let dir = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_bound(listener, toml, clock, tempfile::tempdir().unwrap()).await
+    }
+
+    /// Starts on an already bound listener (when the port must be known before,
+    /// e.g. for the IdP's redirect URI), with `{dir}` replaced by `dir`.
+    pub async fn start_bound(
+        listener: tokio::net::TcpListener,
+        toml: &str,
+        clock: Option<SharedClock>,
+        dir: tempfile::TempDir,
+    ) -> Server {
         let text = toml.replace("{dir}", dir.path().to_str().unwrap());
         let cfg =
             Config::from_toml_str(&text, dir.path(), "test", &[]).unwrap_or_else(|e| panic!("{e}"));
         let state = build_state(cfg, clock).await.unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let mut tasks = start_background(&state).await;
@@ -269,6 +286,21 @@ impl Server {
             .and_then(|l| l.signing_key_file.clone())
             .unwrap();
         std::fs::read_to_string(path).unwrap()
+    }
+}
+
+impl Server {
+    /// Stops serving and gives back the temp dir (to restart on the same files).
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        for t in self.tasks.drain(..) {
+            t.abort();
+            let _ = t.await;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
     }
 }
 

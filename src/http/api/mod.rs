@@ -107,11 +107,11 @@ pub async fn caller(
             .await
             .map_err(|_| ApiError::InvalidToken),
         None => match cookie_value(headers, &st.config.session.cookie_name) {
-            Err(()) => Err(ApiError::InvalidToken),
+            Err(_) => Err(ApiError::InvalidToken),
             Ok(None) => Err(ApiError::Unauthenticated),
             Ok(Some(v)) => {
-                let id = session_subject(st, v, st.clock.now())
-                    .map_err(|_| ApiError::InvalidToken)?;
+                let id =
+                    session_subject(st, v, st.clock.now()).map_err(|_| ApiError::InvalidToken)?;
                 if !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
                     same_origin(st, method, headers)?;
                 }
@@ -128,10 +128,11 @@ pub async fn caller(
 fn same_origin(st: &AppState, method: &Method, h: &HeaderMap) -> Result<(), ApiError> {
     let text = |n: header::HeaderName| h.get(n).and_then(|v| v.to_str().ok());
     let own = st.config.server.public_url.origin().ascii_serialization();
-    let site_ok = match text(header::HeaderName::from_static("sec-fetch-site")) {
-        Some(s) => s == "same-origin",
-        None => false,
-    };
+    let site = text(header::HeaderName::from_static("sec-fetch-site"));
+    if site.is_some_and(|s| s != "same-origin") {
+        return Err(ApiError::CrossSite);
+    }
+    let site_ok = site.is_some();
     let origin = text(header::ORIGIN);
     let origin_ok = origin == Some(own.as_str());
     if origin.is_some() && !origin_ok {

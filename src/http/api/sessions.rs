@@ -119,7 +119,12 @@ pub async fn terminate_one(
         return Err(ApiError::NotFound("session"));
     }
     let now = st.clock.now();
-    let Some(session) = st.store.session(&id).await?.filter(|s| s.terminated_at.is_none()) else {
+    let Some(session) = st
+        .store
+        .session(&id)
+        .await?
+        .filter(|s| s.terminated_at.is_none())
+    else {
         return Err(ApiError::NotFound("session"));
     };
     if end_sessions(&st, std::slice::from_ref(&session), now, &who.actor())
