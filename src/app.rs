@@ -53,6 +53,8 @@ pub struct Inner {
     pub logout_jtis: std::sync::Mutex<std::collections::HashMap<String, i64>>,
     /// HTTP client for the IdP's token endpoint.
     pub oidc_http: reqwest::Client,
+    /// Brute-force regulation: failure counters and the bans in force.
+    pub regulation: crate::identity::regulation::Regulation,
 }
 
 /// The issuer and client the browser login uses.
@@ -116,6 +118,10 @@ pub async fn build_state(config: Config, clock: Option<SharedClock>) -> anyhow::
     let revocations = Revocations::from_records(&store.live_revocations(clock.now()).await?);
     let secret = session_secret(&config)?;
     let login = login_setup(&config, &issuers)?;
+    let regulation = crate::identity::regulation::Regulation::new(
+        config.regulation.clone(),
+        &store.live_bans(clock.now()).await?,
+    );
     let sessions = SessionTable::default();
     sessions.load(&store.live_sessions(clock.now(), None).await?);
     let validator = Arc::new(TokenValidator::new(
@@ -146,6 +152,7 @@ pub async fn build_state(config: Config, clock: Option<SharedClock>) -> anyhow::
         token_sealer: Sealer::new(&secret, "stored idp token"),
         logout_jtis: Default::default(),
         oidc_http: crate::identity::oidc::http_client(),
+        regulation,
     }))
 }
 
@@ -208,6 +215,61 @@ pub async fn reload_revocations(state: &Inner) -> Result<(), crate::store::Store
     Ok(())
 }
 
+/// Counts a refused credential against the client address (never a trusted
+/// proxy's: that would ban everyone behind it) and, when known, the user; a
+/// ban that results is in force at once and written to the store in the
+/// background.
+pub fn note_failure(
+    state: &AppState,
+    client: Option<std::net::IpAddr>,
+    user: Option<&str>,
+    reason: &str,
+) {
+    use crate::identity::regulation::BanKey;
+    let now = state.clock.now();
+    let mut keys = vec![];
+    if let Some(client) = client.map(|c| c.to_canonical()) {
+        if !crate::decision::target::in_nets(client, &state.trusted_proxies) {
+            keys.push(BanKey::Ip(client));
+        }
+    }
+    if let Some(u) = user {
+        keys.push(BanKey::User(u.to_string()));
+    }
+    for key in keys {
+        if let Some(ban) = state.regulation.failure(key, reason, now) {
+            tracing::warn!(
+                target: "gatehouse::regulation",
+                kind = %ban.kind, value = %ban.value, reason, until = ban.expires_at,
+                "banned after repeated refused credentials"
+            );
+            state.metrics.auth_failures.inc(["banned"]);
+            let st = state.clone();
+            tokio::spawn(async move {
+                if let Err(e) = st.store.insert_ban(&ban).await {
+                    tracing::error!(error = %e, "cannot store a ban; it holds in this process only");
+                }
+            });
+        }
+    }
+}
+
+/// Whether a refusal reason counts towards a ban: signs of forgery or guessing,
+/// not the ordinary end of a credential's life (expired tokens, stale session
+/// cookies) nor an IdP outage.
+pub fn counts_as_failure(reason: &str) -> bool {
+    !matches!(
+        reason,
+        "expired"
+            | "not_yet_valid"
+            | "issued_in_future"
+            | "keys_unavailable"
+            | "session_expired"
+            | "session_inactive"
+            | "session_unknown"
+    )
+}
+
 /// Re-reads live sessions from the store (other processes' logins and
 /// terminations) and swaps the table, under the sessions' write gate.
 pub async fn reload_sessions(state: &Inner) -> Result<(), crate::store::StoreError> {
@@ -242,6 +304,12 @@ pub async fn start_background(state: &AppState) -> Vec<tokio::task::JoinHandle<(
             }
             if let Err(e) = flush_last_seen(&st).await {
                 tracing::warn!(error = %e, "cannot record session activity; will retry");
+            }
+            match st.store.live_bans(st.clock.now()).await {
+                Ok(bans) => st.regulation.load(&bans),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot refresh bans; keeping the last snapshot")
+                }
             }
             if let Err(e) = reload_sessions(&st).await {
                 tracing::warn!(error = %e, "cannot refresh sessions; keeping the last snapshot");
@@ -278,6 +346,11 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/sessions/{id}",
             delete(http::api::sessions::terminate_one),
         )
+        .route(
+            "/api/v1/bans",
+            get(http::api::bans::list).post(http::api::bans::create),
+        )
+        .route("/api/v1/bans/{id}", delete(http::api::bans::lift))
         .route("/api/v1/{*rest}", any(http::api::not_found))
         .fallback(http::ops::not_found)
         .with_state(state)

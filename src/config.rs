@@ -113,6 +113,17 @@ struct RawConfig {
     access: RawAccess,
     admin: RawAdmin,
     audit: RawAudit,
+    regulation: RawRegulation,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+struct RawRegulation {
+    enabled: Option<bool>,
+    max_failures: Option<u32>,
+    window: Option<String>,
+    ban_time: Option<String>,
+    ban_users: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -228,6 +239,7 @@ pub struct Config {
     pub access: AccessConfig,
     pub admin: AdminConfig,
     pub audit: AuditConfig,
+    pub regulation: RegulationConfig,
     /// Where the configuration came from, for the one-line summary.
     pub source: String,
 }
@@ -315,6 +327,18 @@ pub struct RuleConfig {
     pub networks: Vec<IpNet>,
     pub subjects: Vec<String>,
     pub policy: PolicyLevel,
+}
+
+/// Brute-force regulation: `max_failures` refused credentials within `window`
+/// from one client address (or, with `ban_users`, for one verified user) ban
+/// it for `ban_time`.
+#[derive(Debug, Clone)]
+pub struct RegulationConfig {
+    pub enabled: bool,
+    pub max_failures: u32,
+    pub window: Duration,
+    pub ban_time: Duration,
+    pub ban_users: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -1135,6 +1159,26 @@ fn validate(raw: RawConfig, base_dir: &Path, label: &str, errors: &mut Vec<Confi
         });
     }
 
+    // [regulation]
+    let max_failures = raw.regulation.max_failures.unwrap_or(10);
+    if max_failures == 0 {
+        v.err(
+            "regulation.max_failures",
+            "must be at least 1; to switch regulation off set regulation.enabled = false",
+        );
+    }
+    let regulation = RegulationConfig {
+        enabled: raw.regulation.enabled.unwrap_or(true),
+        max_failures: max_failures.max(1),
+        window: v.duration("regulation.window", raw.regulation.window.as_deref(), "2m"),
+        ban_time: v.duration(
+            "regulation.ban_time",
+            raw.regulation.ban_time.as_deref(),
+            "15m",
+        ),
+        ban_users: raw.regulation.ban_users.unwrap_or(true),
+    };
+
     // [admin]
     let admin_roles = raw.admin.roles.unwrap_or_else(|| vec!["admin".into()]);
     if admin_roles.is_empty() {
@@ -1207,6 +1251,7 @@ fn validate(raw: RawConfig, base_dir: &Path, label: &str, errors: &mut Vec<Confi
         },
         admin: AdminConfig { roles: admin_roles },
         audit,
+        regulation,
         source: label.to_string(),
     }
 }

@@ -128,6 +128,8 @@ pub enum Reason {
     DefaultDeny,
     TwoFactorRequired,
     UnrepresentableClaim,
+    /// The client address or user is banned (brute-force regulation).
+    Banned,
     BadRequest(TargetError),
 }
 
@@ -143,6 +145,7 @@ impl Reason {
             Self::DefaultDeny => "default_deny",
             Self::TwoFactorRequired => "two_factor_required",
             Self::UnrepresentableClaim => "unrepresentable_claim",
+            Self::Banned => "banned",
             Self::BadRequest(e) => e.as_str(),
         }
     }

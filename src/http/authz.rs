@@ -10,7 +10,7 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 
-use crate::app::{AppState, Inner};
+use crate::app::{counts_as_failure, note_failure, AppState, Inner};
 use crate::decision::target::{
     canonical_host, canonical_method, canonical_path, client_address, split_absolute_url,
     split_origin_form, Scheme,
@@ -181,7 +181,11 @@ pub fn bearer(h: &HeaderMap) -> Option<Result<&str, ()>> {
 pub async fn authenticate(st: &AppState, token: &str) -> Result<Arc<Identity>, &'static str> {
     let reason = match st.validator.validate(token).await {
         Ok(id) if !st.revocations.load().is_revoked(&id) => return Ok(id),
-        Ok(_) => "revoked",
+        Ok(id) => {
+            // A verified user insisting with revoked tokens counts against the user.
+            note_failure(st, None, Some(&id.user), "revoked");
+            "revoked"
+        }
         Err(e) => e.as_str(),
     };
     st.metrics.auth_failures.inc([reason]);
@@ -346,15 +350,23 @@ async fn handle(st: &AppState, flavour: Flavour, peer: IpAddr, h: &HeaderMap) ->
     let now = st.clock.now();
     let (decision, target, source, detail) =
         match parse_target(flavour, &st.trusted_proxies, peer, h, now) {
+            Ok(target) if st.regulation.ip_banned(target.client, now) => {
+                (banned(), Some(target), Source::None, Some("address_banned"))
+            }
             Ok(target) => {
                 let (subject, source, detail) = identify(st, h, &target).await;
-                let policy = st.policy.load();
-                (
-                    decide(&policy, &subject, &target),
-                    Some(target),
-                    source,
-                    detail,
-                )
+                let decision = match &subject {
+                    Subject::User(id) if st.regulation.user_banned(&id.user, now) => banned(),
+                    _ => {
+                        if let (Subject::Refused(_), Some(reason)) = (&subject, detail) {
+                            if counts_as_failure(reason) {
+                                note_failure(st, Some(target.client), None, reason);
+                            }
+                        }
+                        decide(&st.policy.load(), &subject, &target)
+                    }
+                };
+                (decision, Some(target), source, detail)
             }
             Err(e) => (
                 Decision::Forbidden {
@@ -377,6 +389,13 @@ async fn handle(st: &AppState, flavour: Flavour, peer: IpAddr, h: &HeaderMap) ->
         log_denial(flavour, &decision, target.as_ref(), peer, detail);
     }
     response
+}
+
+fn banned() -> Decision {
+    Decision::Forbidden {
+        rule: None,
+        reason: Reason::Banned,
+    }
 }
 
 fn log_denial(
@@ -467,6 +486,7 @@ fn respond(
                 Reason::BadRequest(_) => "the request could not be understood unambiguously",
                 Reason::NotAllowlisted => "the client address is not allowed",
                 Reason::TwoFactorRequired => "this resource needs a second factor",
+                Reason::Banned => "too many refused credentials; try again later",
                 _ => "access denied",
             };
             json_error(StatusCode::FORBIDDEN, reason.as_str(), msg)

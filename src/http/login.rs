@@ -12,8 +12,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::app::{AppState, Inner};
+use crate::app::{note_failure, AppState, Inner};
 use crate::decision::Identity;
+use crate::http::api::request_client;
 use crate::identity::claims::identity_from_claims;
 use crate::identity::oidc::{
     authorization_url, check_id_token, check_logout_token, constant_time_eq, safe_redirect,
@@ -103,6 +104,18 @@ fn login_failed(status: StatusCode, e: &LoginError) -> Response {
     r
 }
 
+fn banned_page() -> Response {
+    let body = serde_json::json!({"error": {"code": "banned", "message": "too many refused credentials; try again later"}});
+    let mut r = (
+        StatusCode::FORBIDDEN,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response();
+    no_store(&mut r);
+    r
+}
+
 /// Where to send the browser: `rd` if it is safe, else the configured default.
 pub fn safe_rd(st: &Inner, rd: Option<&str>) -> String {
     rd.and_then(|rd| {
@@ -125,9 +138,14 @@ pub struct LoginQuery {
 /// `GET /login?rd=URL[&step_up=1]` — starts the authorization code flow.
 pub async fn login(
     State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(q): Query<LoginQuery>,
 ) -> Response {
+    let client = request_client(&st, peer.ip(), &headers);
+    if st.regulation.ip_banned(client, st.clock.now()) {
+        return banned_page();
+    }
     let Some(setup) = &st.login else {
         return login_failed(
             StatusCode::NOT_FOUND,
@@ -270,9 +288,23 @@ pub async fn callback(
         );
     };
     let now = st.clock.now();
+    let client = request_client(&st, peer.ip(), &headers);
+    if st.regulation.ip_banned(client, now) {
+        return banned_page();
+    }
+    // Failures that point at tampering count towards a ban of the address.
+    let fail = |status: StatusCode, e: LoginError| {
+        if matches!(
+            e,
+            LoginError::StateMismatch | LoginError::IdToken(_) | LoginError::TokenEndpoint(_)
+        ) {
+            note_failure(&st, Some(client), None, e.code());
+        }
+        login_failed(status, &e)
+    };
     let state = q.state.as_deref().unwrap_or("");
     if state.len() != 43 {
-        return login_failed(StatusCode::BAD_REQUEST, &LoginError::StateMismatch);
+        return fail(StatusCode::BAD_REQUEST, LoginError::StateMismatch);
     }
     let cookie_name = prelogin_cookie_name(&st, state);
     let clear = set_cookie(&st, &cookie_name, "", 0, false);
@@ -294,10 +326,7 @@ pub async fn callback(
         ));
     };
     if !constant_time_eq(pre.state.as_bytes(), state.as_bytes()) {
-        return with_clear(login_failed(
-            StatusCode::BAD_REQUEST,
-            &LoginError::StateMismatch,
-        ));
+        return with_clear(fail(StatusCode::BAD_REQUEST, LoginError::StateMismatch));
     }
     if q.iss.as_deref().is_some_and(|i| i != pre.issuer) {
         return with_clear(login_failed(
@@ -340,13 +369,16 @@ pub async fn callback(
     .await
     {
         Ok(t) => t,
-        Err(e) => return with_clear(login_failed(StatusCode::UNAUTHORIZED, &e)),
+        Err(e) => return with_clear(fail(StatusCode::UNAUTHORIZED, e)),
     };
     let (identity, id_token) =
         match verify_login_tokens(&st, &tokens, Some(&pre.nonce), pre.max_age, &pre.issuer).await {
             Ok(x) => x,
-            Err(e) => return with_clear(login_failed(StatusCode::UNAUTHORIZED, &e)),
+            Err(e) => return with_clear(fail(StatusCode::UNAUTHORIZED, e)),
         };
+    if st.regulation.user_banned(&identity.user, now) {
+        return with_clear(banned_page());
+    }
     let lifetime = st.config.session.lifetime.as_secs() as i64;
     let cookie = random_token(SESSION_COOKIE_BYTES);
     let record = SessionRecord {

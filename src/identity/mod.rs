@@ -6,6 +6,7 @@ pub mod jwt;
 pub mod keys;
 pub mod local;
 pub mod oidc;
+pub mod regulation;
 pub mod revocation;
 pub mod seal;
 pub mod session;

@@ -3,6 +3,7 @@
 //! same identity engine as the decision endpoints (bearer token for now); it
 //! never trusts `Remote-*` headers from the network.
 
+pub mod bans;
 pub mod sessions;
 
 use std::sync::Arc;
@@ -15,6 +16,10 @@ use serde_json::json;
 
 use crate::app::AppState;
 use crate::decision::Identity;
+use std::net::{IpAddr, SocketAddr};
+
+use crate::app::{counts_as_failure, note_failure};
+use crate::decision::target::client_address;
 use crate::http::authz::{authenticate, bearer, session_subject};
 use crate::http::login::cookie_value;
 
@@ -26,6 +31,8 @@ pub enum ApiError {
     Forbidden,
     /// A cookie-authenticated change that does not come from gatehouse's origin.
     CrossSite,
+    /// The client address or user is banned (brute-force regulation).
+    Banned,
     NotFound(&'static str),
     BadRequest(String),
     /// Details go to the log once; the client gets a generic message.
@@ -49,6 +56,11 @@ impl IntoResponse for ApiError {
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 "an admin role is required".to_string(),
+            ),
+            ApiError::Banned => (
+                StatusCode::FORBIDDEN,
+                "banned",
+                "too many refused credentials; try again later".to_string(),
             ),
             ApiError::CrossSite => (
                 StatusCode::FORBIDDEN,
@@ -92,33 +104,86 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
+/// What the API needs to know about a request to authenticate it: method,
+/// headers and the client address (through trusted proxies, as the decision
+/// endpoints read it).
+#[derive(Debug, Clone)]
+pub struct Ask {
+    pub method: Method,
+    pub headers: HeaderMap,
+    pub client: IpAddr,
+}
+
+impl axum::extract::FromRequestParts<AppState> for Ask {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        st: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+            .ok_or_else(|| ApiError::Internal("no peer address".into()))?;
+        Ok(Ask {
+            method: parts.method.clone(),
+            client: request_client(st, peer, &parts.headers),
+            headers: parts.headers.clone(),
+        })
+    }
+}
+
+/// The client address of a request to gatehouse's own endpoints: the
+/// right-most untrusted `X-Forwarded-For` hop when the peer is a trusted proxy.
+pub fn request_client(st: &AppState, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    let xff = headers
+        .get_all(header::HeaderName::from_static("x-forwarded-for"))
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    client_address(peer, &st.trusted_proxies, xff).unwrap_or(peer.to_canonical())
+}
+
 /// The caller, identified exactly as the decision endpoints identify them (same
 /// parsing, validation and revocations): `Authorization: Bearer`, else the
 /// session cookie. A state-changing request authenticated by cookie must come
-/// from gatehouse's own origin (see [`same_origin`]).
-pub async fn caller(
-    st: &AppState,
-    method: &Method,
-    headers: &HeaderMap,
-) -> Result<Arc<Identity>, ApiError> {
-    match bearer(headers) {
-        Some(Err(())) => Err(ApiError::InvalidToken),
+/// from gatehouse's own origin (see [`same_origin`]). Banned addresses and
+/// users are refused; refused credentials count towards a ban.
+pub async fn caller(st: &AppState, ask: &Ask) -> Result<Arc<Identity>, ApiError> {
+    let now = st.clock.now();
+    if st.regulation.ip_banned(ask.client, now) {
+        return Err(ApiError::Banned);
+    }
+    let headers = &ask.headers;
+    let result = match bearer(headers) {
+        Some(Err(())) => Err(("malformed_authorization", ApiError::InvalidToken)),
         Some(Ok(token)) => authenticate(st, token)
             .await
-            .map_err(|_| ApiError::InvalidToken),
+            .map_err(|r| (r, ApiError::InvalidToken)),
         None => match cookie_value(headers, &st.config.session.cookie_name) {
-            Err(_) => Err(ApiError::InvalidToken),
-            Ok(None) => Err(ApiError::Unauthenticated),
-            Ok(Some(v)) => {
-                let id =
-                    session_subject(st, v, st.clock.now()).map_err(|_| ApiError::InvalidToken)?;
-                if !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
-                    same_origin(st, method, headers)?;
-                }
-                Ok(id)
-            }
+            Err(_) => Err(("duplicate_cookie", ApiError::InvalidToken)),
+            Ok(None) => return Err(ApiError::Unauthenticated),
+            Ok(Some(v)) => session_subject(st, v, now).map_err(|r| (r, ApiError::InvalidToken)),
         },
+    };
+    let id = match result {
+        Ok(id) => id,
+        Err((reason, e)) => {
+            if counts_as_failure(reason) {
+                note_failure(st, Some(ask.client), None, reason);
+            }
+            return Err(e);
+        }
+    };
+    if st.regulation.user_banned(&id.user, now) {
+        return Err(ApiError::Banned);
     }
+    if bearer(headers).is_none()
+        && !matches!(ask.method, Method::GET | Method::HEAD | Method::OPTIONS)
+    {
+        same_origin(st, &ask.method, headers)?;
+    }
+    Ok(id)
 }
 
 /// Cross-site request protection for cookie-authenticated changes: the browser
@@ -176,8 +241,8 @@ impl Admin {
     }
 }
 
-pub async fn admin(st: &AppState, method: &Method, headers: &HeaderMap) -> Result<Admin, ApiError> {
-    let id = caller(st, method, headers).await?;
+pub async fn admin(st: &AppState, ask: &Ask) -> Result<Admin, ApiError> {
+    let id = caller(st, ask).await?;
     if !is_admin(st, &id) {
         return Err(ApiError::Forbidden);
     }
@@ -186,12 +251,8 @@ pub async fn admin(st: &AppState, method: &Method, headers: &HeaderMap) -> Resul
 
 /// `GET /api/v1/me` — the caller as the decision engine sees it.
 /// **Permissions**: any authenticated caller.
-pub async fn me(
-    State(st): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let id = caller(&st, &method, &headers).await?;
+pub async fn me(State(st): State<AppState>, ask: Ask) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = caller(&st, &ask).await?;
     let admin = is_admin(&st, &id);
     Ok(Json(json!({
         "user": id.user,

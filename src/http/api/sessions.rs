@@ -5,12 +5,11 @@
 //! decision already denies.
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, Method};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{admin, ApiError};
+use super::{admin, ApiError, Ask};
 use crate::app::{reload_revocations, AppState, Inner};
 use crate::identity::revocation::ANY_ISSUER;
 use crate::store::{Revocation, RevocationKind, SessionRecord};
@@ -52,11 +51,10 @@ fn checked_user(f: &UserFilter) -> Result<Option<&str>, ApiError> {
 /// **Permissions**: an `[admin] roles` member.
 pub async fn list(
     State(st): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    ask: Ask,
     Query(f): Query<UserFilter>,
 ) -> Result<Json<Value>, ApiError> {
-    admin(&st, &method, &headers).await?;
+    admin(&st, &ask).await?;
     let user = checked_user(&f)?;
     let sessions = st.store.live_sessions(st.clock.now(), user).await?;
     Ok(Json(
@@ -110,11 +108,10 @@ pub async fn end_sessions(
 /// **Permissions**: an `[admin] roles` member.
 pub async fn terminate_one(
     State(st): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    ask: Ask,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let who = admin(&st, &method, &headers).await?;
+    let who = admin(&st, &ask).await?;
     if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ApiError::NotFound("session"));
     }
@@ -142,11 +139,10 @@ pub async fn terminate_one(
 /// **Permissions**: an `[admin] roles` member.
 pub async fn terminate_all(
     State(st): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    ask: Ask,
     Query(f): Query<UserFilter>,
 ) -> Result<Json<Value>, ApiError> {
-    let who = admin(&st, &method, &headers).await?;
+    let who = admin(&st, &ask).await?;
     let user = checked_user(&f)?;
     let now = st.clock.now();
     let live = st.store.live_sessions(now, user).await?;
