@@ -35,6 +35,20 @@ fn check_config_reports_every_error_with_its_key() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("4 rule(s)"), "{out}");
 
+    // The Keycloak example, with its client secret from the environment as documented.
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/keycloak.toml");
+    let (code, out, err) = run(
+        dir.path(),
+        &["check-config", "--config", example],
+        &[(
+            "GATEHOUSE_ISSUERS__0__CLIENT_SECRET",
+            "from-the-environment",
+        )],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("4 rule(s)"), "{out}");
+    assert!(!out.contains("from-the-environment") && !err.contains("from-the-environment"));
+
     let bad = dir.path().join("bad.toml");
     std::fs::write(
         &bad,

@@ -393,7 +393,7 @@ pub async fn callback(
         amr: identity.amr.clone(),
         auth_time: identity.iat,
         sid: identity.sid.clone(),
-        client_addr: Some(peer.ip().to_string()),
+        client_addr: Some(client.to_string()),
         user_agent: headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
@@ -434,7 +434,7 @@ pub async fn callback(
     tracing::info!(
         target: "gatehouse::login",
         user = %record.username,
-        client = %peer.ip(),
+        client = %client,
         step_up = pre.upgrade.is_some(),
         "login"
     );

@@ -56,7 +56,19 @@ pub async fn list(
 ) -> Result<Json<Value>, ApiError> {
     admin(&st, &ask).await?;
     let user = checked_user(&f)?;
-    let sessions = st.store.live_sessions(st.clock.now(), user).await?;
+    let mut sessions = st.store.live_sessions(st.clock.now(), user).await?;
+    // Last-seen times reach the store in batches; the table has the newest.
+    for s in &mut sessions {
+        if let Some(live) = st.sessions.get_by_id(&s.id) {
+            s.last_seen = s
+                .last_seen
+                .max(live.last_seen.load(std::sync::atomic::Ordering::Relaxed));
+        }
+    }
+    // Idle past `session.inactivity`: over, even if nobody has said so yet.
+    let now = st.clock.now();
+    let inactivity = st.config.session.inactivity.as_secs() as i64;
+    sessions.retain(|s| now - s.last_seen < inactivity);
     Ok(Json(
         json!({"sessions": sessions.iter().map(session_json).collect::<Vec<_>>()}),
     ))
