@@ -28,6 +28,7 @@ trusted_proxies = ["127.0.0.1/32"]
 issuer = "{issuer}"
 allow_insecure_http = true
 audiences = ["gatehouse"]
+client_id = "gatehouse-web"
 [access]
 default_policy = "deny"
 [[access.rules]]
@@ -69,8 +70,8 @@ fn users() -> serde_json::Value {
 }
 
 struct World {
-    _idp: Idp,
-    _gh: Server,
+    idp: Idp,
+    gh: Server,
     _backend: EchoBackend,
     proxy: Proxy,
     alice: String,
@@ -105,8 +106,8 @@ async fn world(start: fn(SocketAddr, SocketAddr) -> Proxy) -> World {
     let alice = idp.token("alice").await;
     let bob = idp.token("bob").await;
     World {
-        _idp: idp,
-        _gh: gh,
+        idp,
+        gh,
         _backend: backend,
         proxy,
         alice,
@@ -352,6 +353,71 @@ async fn scenarios(w: World) {
         )
         .await;
     assert_eq!(r.status, 401, "{name}: query token without upgrade");
+
+    // gatehouse's own host through the proxy: the login, the API, and the real
+    // client address (a spoofed X-Forwarded-For gains nothing).
+    let auth = |target: String, headers: Vec<(&'static str, String)>| {
+        let addr = w.proxy.addr;
+        async move {
+            let mut h: Vec<(&str, &str)> = vec![("Host", "auth.example.com")];
+            h.extend(headers.iter().map(|(k, v)| (*k, v.as_str())));
+            request(CLIENT, addr, "GET", &target, &h).await
+        }
+    };
+    let r = auth("/login?rd=https%3A%2F%2Fapp.example.com%2Fx".into(), vec![]).await;
+    assert_eq!(r.status, 302, "{name}: /login through the proxy\n{r:?}");
+    assert!(
+        r.header("location")
+            .is_some_and(|l| l.starts_with(&format!("{}/auth?", w.idp.issuer))),
+        "{name}: {r:?}"
+    );
+    assert!(
+        r.header("set-cookie")
+            .is_some_and(|c| c.contains("gatehouse_session_login_")),
+        "{name}: the pre-login cookie reaches the browser"
+    );
+    let r = auth("/api/v1/me".into(), vec![("Authorization", alice.clone())]).await;
+    assert_eq!(r.status, 200, "{name}: the API through the proxy\n{r:?}");
+    assert!(r.body.contains("\"alice\""), "{name}: {}", r.body);
+    let forged = format!(
+        "Bearer {}.{}",
+        w.alice.rsplit_once('.').unwrap().0,
+        "A".repeat(342)
+    );
+    let now = gatehouse::clock::Clock::now(&gatehouse::clock::SystemClock);
+    // Earlier scenarios already refused some credentials from this client.
+    let mut banned = false;
+    for _ in 0..10 {
+        let r = auth(
+            "/api/v1/me".into(),
+            vec![
+                ("Authorization", forged.clone()),
+                ("X-Forwarded-For", "6.6.6.6".into()),
+            ],
+        )
+        .await;
+        if r.status == 403 {
+            assert!(r.body.contains("banned"), "{name}: {r:?}");
+            banned = true;
+            break;
+        }
+        assert_eq!(r.status, 401, "{name}: {r:?}");
+    }
+    assert!(banned, "{name}: ten forged tokens lead to a ban");
+    let reg = &w.gh.state.regulation;
+    assert!(
+        reg.ip_banned(CLIENT, now),
+        "{name}: the real client is banned"
+    );
+    assert!(
+        !reg.ip_banned("6.6.6.6".parse().unwrap(), now),
+        "{name}: not the spoofed one"
+    );
+    let r = w.get("/api/items", &[("Authorization", &alice)]).await;
+    assert_eq!(
+        r.status, 403,
+        "{name}: and the ban holds on the decision path: {r:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -151,6 +151,10 @@ pub fn caddy(gatehouse: SocketAddr, backend: SocketAddr) -> Proxy {
                 "app.example.com {",
                 format!("http://app.example.com:{port} {{\n\tbind 127.0.0.1"),
             ),
+            (
+                "auth.example.com {",
+                format!("http://auth.example.com:{port} {{\n\tbind 127.0.0.1"),
+            ),
             ("127.0.0.1:9091", gatehouse.to_string()),
             ("127.0.0.1:3000", backend.to_string()),
         ],
