@@ -55,6 +55,8 @@ pub struct Inner {
     pub oidc_http: reqwest::Client,
     /// Brute-force regulation: failure counters and the bans in force.
     pub regulation: crate::identity::regulation::Regulation,
+    /// The hash-chained audit log.
+    pub audit: crate::audit::log::AuditLog,
 }
 
 /// The issuer and client the browser login uses.
@@ -118,6 +120,30 @@ pub async fn build_state(config: Config, clock: Option<SharedClock>) -> anyhow::
     let revocations = Revocations::from_records(&store.live_revocations(clock.now()).await?);
     let secret = session_secret(&config)?;
     let login = login_setup(&config, &issuers)?;
+    let audit_key = match (
+        &config.audit.checkpoint_key,
+        &config.audit.checkpoint_key_file,
+    ) {
+        (Some(k), _) => Some(k.expose().as_bytes().to_vec()),
+        (None, Some(p)) => Some(
+            load_or_create_secret(p)
+                .map_err(|e| anyhow::anyhow!("audit.checkpoint_key_file: {e}"))?,
+        ),
+        (None, None) => {
+            tracing::warn!(
+                "no audit.checkpoint_key_file: the audit chain is not anchored by signed \
+                 checkpoints, so a deleted tail or a rolled-back database cannot be detected"
+            );
+            None
+        }
+    };
+    let audit = crate::audit::log::AuditLog::new(
+        store.clone(),
+        clock.clone(),
+        config.audit.clone(),
+        audit_key,
+        metrics.clone(),
+    );
     let regulation = crate::identity::regulation::Regulation::new(
         config.regulation.clone(),
         &store.live_bans(clock.now()).await?,
@@ -153,6 +179,7 @@ pub async fn build_state(config: Config, clock: Option<SharedClock>) -> anyhow::
         logout_jtis: Default::default(),
         oidc_http: crate::identity::oidc::http_client(),
         regulation,
+        audit,
     }))
 }
 
@@ -246,8 +273,20 @@ pub fn note_failure(
             state.metrics.auth_failures.inc(["banned"]);
             let st = state.clone();
             tokio::spawn(async move {
-                if let Err(e) = st.store.insert_ban(&ban).await {
-                    tracing::error!(error = %e, "cannot store a ban; it holds in this process only");
+                match st.store.insert_ban(&ban).await {
+                    Ok(id) => {
+                        st.audit
+                            .record(crate::audit::NewEntry::new(
+                                "gatehouse",
+                                "",
+                                "ban.add",
+                                &format!("{}:{}", ban.kind, ban.value),
+                                "ok",
+                                serde_json::json!({"id": id, "reason": ban.reason, "failures": ban.failures, "expires_at": ban.expires_at}),
+                            ))
+                            .await
+                    }
+                    Err(e) => tracing::error!(error = %e, "cannot store a ban; it holds in this process only"),
                 }
             });
         }
@@ -315,6 +354,7 @@ pub async fn start_background(state: &AppState) -> Vec<tokio::task::JoinHandle<(
                 tracing::warn!(error = %e, "cannot refresh sessions; keeping the last snapshot");
             }
             crate::http::login::refresh_due_sessions(&st).await;
+            st.audit.checkpoint_if_due().await;
         }
     }));
     tasks
@@ -351,6 +391,8 @@ pub fn router(state: AppState) -> Router {
             get(http::api::bans::list).post(http::api::bans::create),
         )
         .route("/api/v1/bans/{id}", delete(http::api::bans::lift))
+        .route("/api/v1/audit", get(http::api::audit::list))
+        .route("/api/v1/audit/verify", get(http::api::audit::verify))
         .route("/api/v1/{*rest}", any(http::api::not_found))
         .fallback(http::ops::not_found)
         .with_state(state)

@@ -223,6 +223,9 @@ struct RawAudit {
     checkpoint_every: Option<u64>,
     checkpoint_interval: Option<String>,
     syslog: Option<String>,
+    webhook: Option<String>,
+    jsonl_max_bytes: Option<u64>,
+    jsonl_keep: Option<u32>,
 }
 
 // ---------------------------------------------------------------------------
@@ -355,6 +358,12 @@ pub struct AuditConfig {
     pub checkpoint_every: u64,
     pub checkpoint_interval: Duration,
     pub syslog: Option<String>,
+    /// Checkpoints are also POSTed here as JSON.
+    pub webhook: Option<url::Url>,
+    /// The JSON-lines mirror is rotated when it would grow past this.
+    pub jsonl_max_bytes: u64,
+    /// Rotated mirror files kept (`audit.jsonl.1` ... `.N`).
+    pub jsonl_keep: u32,
 }
 
 /// Parses durations such as `90s`, `30m`, `12h`, `7d` or `1h30m`.
@@ -1204,6 +1213,39 @@ fn validate(raw: RawConfig, base_dir: &Path, label: &str, errors: &mut Vec<Confi
             v.err("audit.syslog", "use udp://host:port or tcp://host:port");
         }
     }
+    if checkpoint_key
+        .as_ref()
+        .is_some_and(|k| k.expose().len() < 32)
+    {
+        v.err(
+            "audit.checkpoint_key",
+            "is shorter than 32 characters; use a long random value (e.g. `openssl rand -hex 32`)",
+        );
+    }
+    if checkpoint_key.is_some() && raw.audit.checkpoint_key_file.is_some() {
+        v.err(
+            "audit.checkpoint_key",
+            "both audit.checkpoint_key and audit.checkpoint_key_file are set; keep one of them",
+        );
+    }
+    let has_key = checkpoint_key.is_some() || raw.audit.checkpoint_key_file.is_some();
+    if has_key != raw.audit.checkpoint_file.is_some() {
+        v.err(
+            "audit.checkpoint_file",
+            "checkpoints need both a key (audit.checkpoint_key_file) and a file to append them to (audit.checkpoint_file)",
+        );
+    }
+    let webhook = raw
+        .audit
+        .webhook
+        .as_deref()
+        .and_then(|w| match url::Url::parse(w) {
+            Ok(u) if u.scheme() == "https" || u.scheme() == "http" => Some(u),
+            _ => {
+                v.err("audit.webhook", "must be an http:// or https:// URL");
+                None
+            }
+        });
     let audit = AuditConfig {
         jsonl_file: raw.audit.jsonl_file.as_deref().map(|p| v.path(p)),
         checkpoint_key_file: raw.audit.checkpoint_key_file.as_deref().map(|p| v.path(p)),
@@ -1212,6 +1254,13 @@ fn validate(raw: RawConfig, base_dir: &Path, label: &str, errors: &mut Vec<Confi
         checkpoint_every,
         checkpoint_interval,
         syslog: raw.audit.syslog,
+        webhook,
+        jsonl_max_bytes: raw
+            .audit
+            .jsonl_max_bytes
+            .unwrap_or(10 * 1024 * 1024)
+            .max(4096),
+        jsonl_keep: raw.audit.jsonl_keep.unwrap_or(5),
     };
 
     Config {

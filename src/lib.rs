@@ -8,6 +8,7 @@
 //! - [`app`]: application state, the router, serving and shutdown.
 
 pub mod app;
+pub mod audit;
 pub mod clock;
 pub mod config;
 pub mod decision;

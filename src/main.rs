@@ -44,6 +44,28 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verify the hash chain and the signed checkpoints: exit 0 with
+    /// `ok: N entries, head <hex>`, exit 1 with the first bad entry and why.
+    Verify {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Verify an exported JSON-lines file (with its rotated `.1`, `.2`...)
+        /// instead of the live store.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Checkpoints to check against (default: audit.checkpoint_file).
+        #[arg(long)]
+        checkpoints: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -211,6 +233,20 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Command::Audit {
+            command:
+                AuditCommand::Verify {
+                    config,
+                    file,
+                    checkpoints,
+                },
+        } => {
+            let cfg = match load(config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            audit_verify(&cfg, file, checkpoints)
+        }
         Command::Serve { config } => {
             let cfg = match load(config) {
                 Ok(c) => c,
@@ -239,6 +275,92 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+fn audit_verify(cfg: &Config, file: Option<PathBuf>, checkpoints: Option<PathBuf>) -> ExitCode {
+    use gatehouse::audit::{chain, log};
+    let key = match (&cfg.audit.checkpoint_key, &cfg.audit.checkpoint_key_file) {
+        (Some(k), _) => Some(k.expose().as_bytes().to_vec()),
+        (None, Some(p)) => match std::fs::read_to_string(p) {
+            Ok(s) => Some(s.trim_end_matches(['\r', '\n']).as_bytes().to_vec()),
+            Err(e) => {
+                eprintln!(
+                    "audit.checkpoint_key_file: cannot read {}: {e}",
+                    p.display()
+                );
+                return ExitCode::from(2);
+            }
+        },
+        (None, None) => None,
+    };
+    let cp_path = checkpoints.or_else(|| cfg.audit.checkpoint_file.clone());
+    let cps = match cp_path.as_deref().map(log::read_checkpoints).transpose() {
+        Ok(c) => c.unwrap_or_default(),
+        Err(e) => {
+            println!("broken: the checkpoint file cannot be read: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if !cps.is_empty() && key.is_none() {
+        eprintln!("audit.checkpoint_key_file: needed to check the checkpoints");
+        return ExitCode::from(2);
+    }
+    let entries = match &file {
+        Some(f) => match log::read_jsonl(&log::mirror_files(f)) {
+            Ok(e) if !e.is_empty() || f.exists() => e,
+            Ok(_) => {
+                eprintln!("--file: {} does not exist", f.display());
+                return ExitCode::from(2);
+            }
+            Err(e) => {
+                eprintln!("--file: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let url = cfg.store.url.clone();
+            match rt.block_on(async {
+                let store = gatehouse::store::Store::connect(&url).await?;
+                store.audit_entries().await
+            }) {
+                Ok(e) => e,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    };
+    let report = chain::verify(entries, &cps, key.as_deref());
+    match &report.error {
+        None => {
+            println!("ok: {} entries, head {}", report.entries, report.head);
+            if report.unanchored > 0 || cps.is_empty() {
+                println!(
+                    "{} entries after the last checkpoint ({} checkpoints checked)",
+                    report.unanchored, report.checkpoints
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Some(b) => {
+            match b.seq() {
+                Some(seq) => println!("broken at entry {seq}: {b}"),
+                None => println!("broken: {b}"),
+            }
+            ExitCode::from(1)
         }
     }
 }

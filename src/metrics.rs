@@ -196,6 +196,9 @@ pub struct Metrics {
     pub jwks_refreshes: DynCounter,
     pub token_cache_hits: AtomicU64,
     pub token_cache_misses: AtomicU64,
+    pub audit_entries: DynCounter,
+    /// Set when /metrics is rendered (from the session table).
+    pub active_sessions: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -222,6 +225,12 @@ impl Default for Metrics {
             ),
             token_cache_hits: AtomicU64::new(0),
             token_cache_misses: AtomicU64::new(0),
+            audit_entries: DynCounter::new(
+                "gatehouse_audit_entries_total",
+                "Audit entries appended by this process, by action.",
+                &["action"],
+            ),
+            active_sessions: AtomicU64::new(0),
         }
     }
 }
@@ -233,6 +242,12 @@ impl Metrics {
         self.decision_duration.render(&mut out);
         self.auth_failures.render(&mut out);
         self.jwks_refreshes.render(&mut out);
+        self.audit_entries.render(&mut out);
+        let _ = writeln!(
+            out,
+            "# HELP gatehouse_active_sessions Browser sessions alive now.\n# TYPE gatehouse_active_sessions gauge\ngatehouse_active_sessions {}",
+            self.active_sessions.load(Ordering::Relaxed)
+        );
         for (name, help, v) in [
             (
                 "gatehouse_token_cache_hits_total",

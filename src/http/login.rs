@@ -91,6 +91,15 @@ fn no_store(r: &mut Response) {
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
+/// What the login handlers leave on a response for the audit entry the
+/// wrapper writes (they build responses in many places; one place records).
+#[derive(Debug, Clone)]
+struct AuditNote {
+    actor: String,
+    result: &'static str,
+    details: Value,
+}
+
 fn login_failed(status: StatusCode, e: &LoginError) -> Response {
     tracing::warn!(target: "gatehouse::login", code = e.code(), reason = %e, "login failed");
     let body = serde_json::json!({"error": {"code": e.code(), "message": e.to_string()}});
@@ -101,6 +110,11 @@ fn login_failed(status: StatusCode, e: &LoginError) -> Response {
     )
         .into_response();
     no_store(&mut r);
+    r.extensions_mut().insert(AuditNote {
+        actor: String::new(),
+        result: "failed",
+        details: serde_json::json!({"error": e.code()}),
+    });
     r
 }
 
@@ -279,6 +293,29 @@ pub async fn callback(
     State(st): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
+    q: Query<CallbackQuery>,
+) -> Response {
+    let client = request_client(&st, peer.ip(), &headers);
+    let r = callback_inner(State(st.clone()), ConnectInfo(peer), headers, q).await;
+    if let Some(n) = r.extensions().get::<AuditNote>() {
+        st.audit
+            .record(crate::audit::NewEntry::new(
+                &n.actor,
+                &client.to_string(),
+                "login",
+                "",
+                n.result,
+                n.details.clone(),
+            ))
+            .await;
+    }
+    r
+}
+
+async fn callback_inner(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Query(q): Query<CallbackQuery>,
 ) -> Response {
     let Some(setup) = &st.login else {
@@ -443,6 +480,16 @@ pub async fn callback(
         header::SET_COOKIE,
         set_cookie(&st, &st.config.session.cookie_name, &cookie, lifetime, true),
     );
+    r.extensions_mut().insert(AuditNote {
+        actor: record.username.clone(),
+        result: "ok",
+        details: serde_json::json!({
+            // The session id's first 16 hex digits: enough to find it, never the cookie.
+            "session": &record.id[..16],
+            "acr": record.acr, "amr": record.amr, "sid": record.sid,
+            "step_up": pre.upgrade.is_some(),
+        }),
+    });
     r
 }
 
@@ -534,6 +581,16 @@ pub async fn logout(
                     );
                 }
                 tracing::info!(target: "gatehouse::login", user = %rec.username, "logout");
+                st.audit
+                    .record(crate::audit::NewEntry::new(
+                        &rec.username,
+                        rec.client_addr.as_deref().unwrap_or(""),
+                        "logout",
+                        &rec.id[..16],
+                        "ok",
+                        serde_json::json!({}),
+                    ))
+                    .await;
             }
         }
     }
@@ -665,6 +722,19 @@ pub async fn backchannel_logout(State(st): State<AppState>, body: axum::body::By
         by = if req.sid.is_some() { "sid" } else { "sub" },
         "back-channel logout"
     );
+    st.audit
+        .record(crate::audit::NewEntry::new(
+            &req.issuer,
+            "",
+            "session.backchannel_logout",
+            req.sub.as_deref().unwrap_or(""),
+            "ok",
+            serde_json::json!({
+                "by": if req.sid.is_some() { "sid" } else { "sub" },
+                "sessions": sessions.iter().map(|s| &s.id[..16]).collect::<Vec<_>>(),
+            }),
+        ))
+        .await;
     let mut r = StatusCode::OK.into_response();
     no_store(&mut r);
     r
@@ -829,6 +899,16 @@ async fn refresh_one(
 }
 
 async fn end_after_failed_refresh(st: &Inner, rec: &SessionRecord, now: i64) {
+    st.audit
+        .record(crate::audit::NewEntry::new(
+            "gatehouse",
+            "",
+            "session.refresh_failed",
+            &rec.id[..rec.id.len().min(16)],
+            "ok",
+            serde_json::json!({"user": rec.username}),
+        ))
+        .await;
     if let Err(e) = crate::http::api::sessions::end_sessions(
         st,
         std::slice::from_ref(rec),

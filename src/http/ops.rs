@@ -44,6 +44,13 @@ pub async fn readyz(State(st): State<AppState>) -> Response {
 
 /// Prometheus text format.
 pub async fn metrics(State(st): State<AppState>) -> Response {
+    let alive = st.sessions.count_alive(
+        st.clock.now(),
+        st.config.session.inactivity.as_secs() as i64,
+    );
+    st.metrics
+        .active_sessions
+        .store(alive as u64, std::sync::atomic::Ordering::Relaxed);
     (
         [(
             header::CONTENT_TYPE,

@@ -6,7 +6,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{admin, ApiError, Ask};
+use super::{admin, audited, ApiError, Ask};
 use crate::app::AppState;
 use crate::identity::regulation::BanKey;
 use crate::store::Ban;
@@ -102,8 +102,14 @@ pub async fn create(
         lifted_at: None,
         lifted_by: None,
     };
-    ban.id = st.store.insert_ban(&ban).await?;
-    reload(&st).await?;
+    let target = format!("{}:{}", ban.kind, ban.value);
+    let details = json!({"expires_at": ban.expires_at, "reason": ban.reason});
+    ban.id = audited(&st, &who, &ask, "ban.add", &target, details, async {
+        let id = st.store.insert_ban(&ban).await?;
+        reload(&st).await?;
+        Ok(id)
+    })
+    .await?;
     tracing::warn!(actor = %who.actor(), kind = %ban.kind, value = %ban.value, "ban added by hand");
     Ok(Json(json!({ "ban": ban })))
 }
@@ -122,13 +128,26 @@ pub async fn lift(
     let Some(ban) = live.iter().find(|b| b.id == id) else {
         return Err(ApiError::NotFound("ban"));
     };
-    if !st.store.lift_ban(id, now, &who.actor()).await? {
-        return Err(ApiError::NotFound("ban"));
-    }
-    if let Some(k) = BanKey::of(ban) {
-        st.regulation.forgive(&k);
-    }
-    reload(&st).await?;
+    let target = format!("{}:{}", ban.kind, ban.value);
+    audited(
+        &st,
+        &who,
+        &ask,
+        "ban.lift",
+        &target,
+        json!({"id": id}),
+        async {
+            if !st.store.lift_ban(id, now, &who.actor()).await? {
+                return Err(ApiError::NotFound("ban"));
+            }
+            if let Some(k) = BanKey::of(ban) {
+                st.regulation.forgive(&k);
+            }
+            reload(&st).await?;
+            Ok(())
+        },
+    )
+    .await?;
     tracing::info!(actor = %who.actor(), kind = %ban.kind, value = %ban.value, "ban lifted");
     Ok(Json(json!({ "lifted": id })))
 }

@@ -3,6 +3,7 @@
 //! same identity engine as the decision endpoints (bearer token for now); it
 //! never trusts `Remote-*` headers from the network.
 
+pub mod audit;
 pub mod bans;
 pub mod sessions;
 
@@ -37,6 +38,22 @@ pub enum ApiError {
     BadRequest(String),
     /// Details go to the log once; the client gets a generic message.
     Internal(String),
+}
+
+impl ApiError {
+    /// The stable error code of the JSON body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthenticated => "unauthenticated",
+            ApiError::InvalidToken => "invalid_token",
+            ApiError::Forbidden => "forbidden",
+            ApiError::CrossSite => "cross_site_request",
+            ApiError::Banned => "banned",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::Internal(_) => "internal",
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -239,6 +256,51 @@ impl Admin {
     pub fn actor(&self) -> String {
         self.identity.user.clone()
     }
+}
+
+/// Runs an admin change between two audit entries: the intent (`requested`),
+/// written first — if it cannot be written the change does not happen — and
+/// the outcome (`ok`, or `failed` with the error code).
+pub async fn audited<T>(
+    st: &AppState,
+    who: &Admin,
+    ask: &Ask,
+    action: &str,
+    target: &str,
+    details: serde_json::Value,
+    change: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    use crate::audit::NewEntry;
+    let addr = ask.client.to_string();
+    st.audit
+        .append(NewEntry::new(
+            &who.actor(),
+            &addr,
+            action,
+            target,
+            "requested",
+            details.clone(),
+        ))
+        .await
+        .map_err(|e| {
+            ApiError::Internal(format!("audit intent not written, change refused: {e}"))
+        })?;
+    let r = change.await;
+    let (result, mut details) = (if r.is_ok() { "ok" } else { "failed" }, details);
+    if let (Err(e), Some(obj)) = (&r, details.as_object_mut()) {
+        obj.insert("error".into(), json!(e.code()));
+    }
+    st.audit
+        .record(NewEntry::new(
+            &who.actor(),
+            &addr,
+            action,
+            target,
+            result,
+            details,
+        ))
+        .await;
+    r
 }
 
 pub async fn admin(st: &AppState, ask: &Ask) -> Result<Admin, ApiError> {

@@ -9,7 +9,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{admin, ApiError, Ask};
+use super::{admin, audited, ApiError, Ask};
 use crate::app::{reload_revocations, AppState, Inner};
 use crate::identity::revocation::ANY_ISSUER;
 use crate::store::{Revocation, RevocationKind, SessionRecord};
@@ -136,12 +136,17 @@ pub async fn terminate_one(
     else {
         return Err(ApiError::NotFound("session"));
     };
-    if end_sessions(&st, std::slice::from_ref(&session), now, &who.actor())
-        .await?
-        .is_empty()
-    {
-        return Err(ApiError::NotFound("session"));
-    }
+    let details = json!({"user": session.username, "sid": session.sid});
+    audited(&st, &who, &ask, "session.terminate", &id, details, async {
+        if end_sessions(&st, std::slice::from_ref(&session), now, &who.actor())
+            .await?
+            .is_empty()
+        {
+            return Err(ApiError::NotFound("session"));
+        }
+        Ok(())
+    })
+    .await?;
     tracing::info!(actor = %who.actor(), session = %id, "session terminated");
     Ok(Json(json!({"terminated": 1})))
 }
@@ -157,21 +162,34 @@ pub async fn terminate_all(
     let who = admin(&st, &ask).await?;
     let user = checked_user(&f)?;
     let now = st.clock.now();
-    let live = st.store.live_sessions(now, user).await?;
-    let ended = end_sessions(&st, &live, now, &who.actor()).await?;
-    if let Some(u) = user {
-        st.store
-            .insert_revocation(&Revocation {
-                issuer: ANY_ISSUER.into(),
-                kind: RevocationKind::Sub,
-                value: u.to_string(),
-                not_before: now,
-                created_at: now,
-                expires_at: now + revocation_ttl(&st),
-            })
-            .await?;
-    }
-    reload_revocations(&st).await?;
+    let target = user.map_or_else(|| "*".to_string(), |u| format!("user:{u}"));
+    let ended = audited(
+        &st,
+        &who,
+        &ask,
+        "session.terminate_all",
+        &target,
+        json!({"user": user}),
+        async {
+            let live = st.store.live_sessions(now, user).await?;
+            let ended = end_sessions(&st, &live, now, &who.actor()).await?;
+            if let Some(u) = user {
+                st.store
+                    .insert_revocation(&Revocation {
+                        issuer: ANY_ISSUER.into(),
+                        kind: RevocationKind::Sub,
+                        value: u.to_string(),
+                        not_before: now,
+                        created_at: now,
+                        expires_at: now + revocation_ttl(&st),
+                    })
+                    .await?;
+            }
+            reload_revocations(&st).await?;
+            Ok(ended)
+        },
+    )
+    .await?;
     tracing::info!(actor = %who.actor(), user = user.unwrap_or("*"), sessions = ended.len(), "sessions terminated");
     Ok(Json(
         json!({"terminated": ended.len(), "tokens_revoked_for_user": user}),
