@@ -380,6 +380,38 @@ async fn core_flow(w: World) -> World {
     assert_eq!(me["user"], "alice");
     assert_eq!(me["admin"], false);
 
+    // The login is in the audit log, which never holds a token or the cookie.
+    let audit: Value = client()
+        .get(w.gh.url("/api/v1/audit?action=login"))
+        .bearer_auth(w.admin_token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entries = audit["entries"].as_array().unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["actor"] == "alice" && e["result"] == "ok" && e["details"]["acr"] == "pwd"),
+        "{audit}"
+    );
+    let all = client()
+        .get(w.gh.url("/api/v1/audit?limit=1000"))
+        .bearer_auth(w.admin_token())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !all.contains(&value),
+        "the session cookie never reaches the audit log"
+    );
+    assert!(!all.contains("eyJ"), "no JWT in the audit log: {all}");
+
     // Survives a restart; a terminated one stays terminated.
     let (bob, _) = w.login("bob", false).await;
     let bob_cookie = session_cookie(&bob);

@@ -1,11 +1,11 @@
 //! The audit log: pages of entries with filters, and chain verification.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{admin, ApiError, Ask};
+use super::{admin, ApiError, ApiQuery, Ask};
 use crate::app::AppState;
 use crate::clock::{parse_rfc3339, rfc3339};
 use crate::store::AuditFilter;
@@ -41,7 +41,7 @@ fn time_param(name: &str, v: &Option<String>) -> Result<Option<String>, ApiError
 pub async fn list(
     State(st): State<AppState>,
     ask: Ask,
-    Query(q): Query<AuditQuery>,
+    ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Json<Value>, ApiError> {
     admin(&st, &ask).await?;
     let limit = q.limit.unwrap_or(100);

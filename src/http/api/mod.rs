@@ -121,6 +121,26 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
+/// Query parameters whose errors (unknown or malformed) answer in the API's
+/// JSON error shape, not axum's plain text.
+#[derive(Debug, Clone)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Send> axum::extract::FromRequestParts<AppState>
+    for ApiQuery<T>
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _st: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|q| ApiQuery(q.0))
+            .map_err(|e| ApiError::BadRequest(format!("query: {}", e.body_text())))
+    }
+}
+
 /// What the API needs to know about a request to authenticate it: method,
 /// headers and the client address (through trusted proxies, as the decision
 /// endpoints read it).

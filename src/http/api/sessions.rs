@@ -4,12 +4,12 @@
 //! and the revocation snapshot is swapped before the response, so the next
 //! decision already denies.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{admin, audited, ApiError, Ask};
+use super::{admin, audited, ApiError, ApiQuery, Ask};
 use crate::app::{reload_revocations, AppState, Inner};
 use crate::identity::revocation::ANY_ISSUER;
 use crate::store::{Revocation, RevocationKind, SessionRecord};
@@ -18,6 +18,7 @@ use crate::store::{Revocation, RevocationKind, SessionRecord};
 pub const REVOCATION_TTL_SECS: i64 = 24 * 3600;
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UserFilter {
     pub user: Option<String>,
 }
@@ -52,7 +53,7 @@ fn checked_user(f: &UserFilter) -> Result<Option<&str>, ApiError> {
 pub async fn list(
     State(st): State<AppState>,
     ask: Ask,
-    Query(f): Query<UserFilter>,
+    ApiQuery(f): ApiQuery<UserFilter>,
 ) -> Result<Json<Value>, ApiError> {
     admin(&st, &ask).await?;
     let user = checked_user(&f)?;
@@ -157,7 +158,7 @@ pub async fn terminate_one(
 pub async fn terminate_all(
     State(st): State<AppState>,
     ask: Ask,
-    Query(f): Query<UserFilter>,
+    ApiQuery(f): ApiQuery<UserFilter>,
 ) -> Result<Json<Value>, ApiError> {
     let who = admin(&st, &ask).await?;
     let user = checked_user(&f)?;

@@ -1,0 +1,640 @@
+//! The audit log as an operator relies on it: every tampering with the store or
+//! an exported file is named by `gatehouse audit verify` (and the API); appends
+//! from many concurrent admin actions — and from two gatehouse processes on one
+//! PostgreSQL — form one linear chain; checkpoints reach a real syslog listener
+//! and a webhook; a 100,000-entry log verifies.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use gatehouse::audit::chain::{seal, Entry};
+use gatehouse::audit::NewEntry;
+use gatehouse::clock::{Clock, SystemClock};
+use gatehouse::identity::MintRequest;
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
+
+fn config(dir: &Path, store: &str, extra: &str) -> String {
+    let d = dir.display();
+    format!(
+        r#"
+[server]
+public_url = "https://auth.example.com"
+[store]
+url = "{store}"
+[local_issuer]
+signing_key_file = "{d}/local.pem"
+[admin]
+roles = ["admin"]
+[access]
+default_policy = "one_factor"
+[audit]
+jsonl_file = "{d}/audit.jsonl"
+checkpoint_key_file = "{d}/audit.key"
+checkpoint_file = "{d}/checkpoints.log"
+checkpoint_every = 10
+checkpoint_interval = "1h"
+{extra}
+"#
+    )
+}
+
+/// Runs `gatehouse audit verify` with a config file; (exit code, stdout).
+fn verify_cli(cfg_text: &str, dir: &Path, args: &[&str]) -> (i32, String) {
+    let cfg = dir.join(format!("verify-{}.toml", SystemClock.now() ^ rand_u32()));
+    std::fs::write(&cfg, cfg_text).unwrap();
+    let mut all = vec!["audit", "verify", "--config", cfg.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let out = Command::new(BIN).args(&all).output().unwrap();
+    let _ = std::fs::remove_file(&cfg);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn rand_u32() -> i64 {
+    gatehouse::identity::seal::random_token(4).len() as i64
+        + std::process::id() as i64 * 7
+        + (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos() as i64)
+}
+
+async fn sql(url: &str, statements: &[&str]) {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    for s in statements {
+        sqlx::query(s)
+            .execute(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{s}: {e}"));
+    }
+    pool.close().await;
+}
+
+fn entry(i: usize) -> NewEntry {
+    NewEntry::new(
+        "alice",
+        "192.0.2.1",
+        "allowlist.add",
+        &format!("10.{i}.0.0/16"),
+        "ok",
+        json!({"i": i}),
+    )
+}
+
+fn copy_db(from: &Path, to: &Path) {
+    for ext in ["", "-wal", "-shm"] {
+        let f = PathBuf::from(format!("{}{ext}", from.display()));
+        if f.exists() {
+            std::fs::copy(&f, format!("{}{ext}", to.display())).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampering_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let db = d.join("g.db");
+    let url = format!("sqlite://{}", db.display());
+    let cfg = config(d, &url, "");
+    let gh = Server::start(&cfg).await;
+    for i in 0..40 {
+        gh.state.audit.append(entry(i)).await.unwrap();
+    }
+    let api = gh.state.audit.verify().await.unwrap();
+    assert!(api.ok, "{api:?}");
+    assert_eq!((api.entries, api.checkpoints, api.unanchored), (40, 4, 0));
+    drop(gh);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Intact: the store, and the exported JSON lines.
+    let (code, out) = verify_cli(&cfg, d, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.starts_with(&format!("ok: 40 entries, head {}", api.head)),
+        "{out}"
+    );
+    let jsonl = d.join("audit.jsonl");
+    let (code, out) = verify_cli(&cfg, d, &["--file", jsonl.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+
+    // Each fixture is a copy of the database, changed one way.
+    let fixture = |name: &str| {
+        let p = d.join(format!("{name}.db"));
+        copy_db(&db, &p);
+        (p.clone(), format!("sqlite://{}", p.display()))
+    };
+    let cases: Vec<(&str, Vec<String>, &str)> = vec![
+        (
+            "edited",
+            vec!["UPDATE audit SET target = '0.0.0.0/0' WHERE seq = 15".into()],
+            "broken at entry 15: entry 15 was altered",
+        ),
+        (
+            "deleted",
+            vec!["DELETE FROM audit WHERE seq = 15".into()],
+            "broken at entry 16: entries missing between 14 and 16",
+        ),
+        (
+            "tail",
+            vec!["DELETE FROM audit WHERE seq > 32".into()],
+            "broken at entry 40: the log ends at entry 32 but a checkpoint was signed at entry 40",
+        ),
+        (
+            "swapped",
+            vec![
+                "UPDATE audit SET target = 'x' WHERE seq = 15".into(),
+                "UPDATE audit SET target = (SELECT target FROM audit WHERE seq = 16) WHERE seq = 15".into(),
+                "UPDATE audit SET target = '10.14.0.0/16' WHERE seq = 16".into(),
+            ],
+            "broken at entry 15: entry 15 was altered",
+        ),
+        (
+            "unreadable",
+            vec!["UPDATE audit SET details = '{not json' WHERE seq = 5".into()],
+            "broken: entry at row 5 cannot be read",
+        ),
+    ];
+    for (name, statements, want) in &cases {
+        let (_, furl) = fixture(name);
+        let st: Vec<&str> = statements.iter().map(String::as_str).collect();
+        sql(&furl, &st).await;
+        let (code, out) = verify_cli(&cfg.replace(&url, &furl), d, &[]);
+        assert_eq!(code, 1, "{name}: {out}");
+        assert!(out.contains(want), "{name}: {out}");
+    }
+
+    // Rolled back to an older state (entry 20) and continued differently.
+    let (_, furl) = fixture("rolledback");
+    sql(&furl, &["DELETE FROM audit WHERE seq > 20"]).await;
+    {
+        let store = gatehouse::store::Store::connect(&furl).await.unwrap();
+        let e20 = store
+            .audit_page(&gatehouse::store::AuditFilter {
+                limit: 1,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        sql(
+            &furl,
+            &[&format!(
+                "UPDATE audit_head SET seq = 20, hash = '{}' WHERE id = 1",
+                e20[0].hash
+            )],
+        )
+        .await;
+        let (code, out) = verify_cli(&cfg.replace(&url, &furl), d, &[]);
+        assert_eq!(code, 1);
+        assert!(
+            out.contains("the log ends at entry 20 but a checkpoint was signed at entry 30"),
+            "{out}"
+        );
+        for i in 0..25 {
+            store
+                .append_audit(
+                    &NewEntry::new(
+                        "mallory",
+                        "",
+                        "allowlist.add",
+                        "0.0.0.0/0",
+                        "ok",
+                        json!({"i": i}),
+                    ),
+                    "2026-11-23T00:00:00Z".into(),
+                )
+                .await
+                .unwrap();
+        }
+    }
+    let (code, out) = verify_cli(&cfg.replace(&url, &furl), d, &[]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("broken at entry 30: checkpoint at entry 30 names another hash"),
+        "{out}"
+    );
+
+    // The same attacks on an exported file.
+    let lines: Vec<String> = std::fs::read_to_string(&jsonl)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(lines.len(), 40);
+    let write = |name: &str, ls: &[String]| {
+        let p = d.join(format!("{name}.jsonl"));
+        std::fs::write(&p, ls.join("\n") + "\n").unwrap();
+        p
+    };
+    let mut swapped = lines.clone();
+    swapped.swap(14, 15);
+    let mut edited = lines.clone();
+    edited[14] = edited[14].replace("10.14.0.0/16", "0.0.0.0/0");
+    let mut forked = lines[..30].to_vec();
+    let e30: Entry = serde_json::from_str(&lines[29]).unwrap();
+    for who in ["writer-a", "writer-b"] {
+        let e = seal(
+            &NewEntry::new(who, "", "x", "", "ok", json!({})),
+            Some((e30.seq, &e30.hash)),
+            "t".into(),
+        );
+        forked.push(serde_json::to_string(&e).unwrap());
+    }
+    let mut garbage = lines.clone();
+    garbage[7] = "{\"seq\": 8, \"oops\"".into();
+    for (name, ls, want) in [
+        (
+            "swapped",
+            swapped,
+            "broken at entry 15: entry 15 is out of order",
+        ),
+        ("edited", edited, "broken at entry 15: entry 15 was altered"),
+        (
+            "forked",
+            forked,
+            "broken at entry 31: the chain forks at entry 31",
+        ),
+        (
+            "truncated",
+            lines[..35].to_vec(),
+            "the log ends at entry 35 but a checkpoint was signed at entry 40",
+        ),
+        ("garbage", garbage, "garbage.jsonl:8 cannot be read"),
+    ] {
+        let p = write(name, &ls);
+        let (code, out) = verify_cli(&cfg, d, &["--file", p.to_str().unwrap()]);
+        assert_eq!(code, 1, "{name}: {out}");
+        assert!(out.contains(want), "{name}: {out}");
+    }
+
+    // A forged checkpoint file (signed with another key).
+    let forged_cp = d.join("forged-checkpoints.log");
+    let other = gatehouse::audit::Checkpoint::sign(
+        b"not the key",
+        40,
+        &api.head,
+        "2026-11-23T00:00:00Z".into(),
+    );
+    std::fs::write(&forged_cp, serde_json::to_string(&other).unwrap() + "\n").unwrap();
+    let (code, out) = verify_cli(&cfg, d, &["--checkpoints", forged_cp.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("checkpoint at entry 40 has an invalid signature"),
+        "{out}"
+    );
+}
+
+/// 50 concurrent admin actions (each an intent and an outcome entry): one
+/// linear chain, nothing lost.
+async fn concurrent_admin_actions(servers: &[&Server], admin: &str) {
+    let before: i64 = servers[0].state.store.audit_head().await.unwrap().0;
+    let mut tasks = vec![];
+    for i in 0..50 {
+        let url = servers[i % servers.len()].url("/api/v1/bans");
+        let admin = admin.to_string();
+        tasks.push(tokio::spawn(async move {
+            client()
+                .post(url)
+                .bearer_auth(admin)
+                .json(&json!({"kind": "ip", "value": format!("198.51.100.{i}"), "duration": "1h"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    let report = servers[0].state.audit.verify().await.unwrap();
+    assert!(report.ok, "{report:?}");
+    assert_eq!(
+        report.entries,
+        before + 100,
+        "every intent and outcome is in the chain"
+    );
+    let page = servers[0]
+        .state
+        .store
+        .audit_page(&gatehouse::store::AuditFilter {
+            action: Some("ban.add".into()),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.iter().filter(|e| e.result == "requested").count(), 50);
+    assert_eq!(page.iter().filter(|e| e.result == "ok").count(), 50);
+}
+
+fn admin_token(gh: &Server) -> String {
+    let req = MintRequest {
+        sub: "ops".into(),
+        roles: vec!["admin".into()],
+        ttl_secs: 600,
+        ..Default::default()
+    };
+    gh.state
+        .local
+        .as_ref()
+        .unwrap()
+        .mint(&req, SystemClock.now())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let gh = Server::start(&config(
+        dir.path(),
+        &format!("sqlite://{}/g.db", dir.path().display()),
+        "",
+    ))
+    .await;
+    let admin = admin_token(&gh);
+    concurrent_admin_actions(&[&gh], &admin).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_postgres_two_processes() {
+    let pg = common::pg::Postgres::start();
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // Two gatehouse instances, each with its own pool and in-process lock,
+    // sharing one database and one signing key.
+    let a = Server::start(&config(d1.path(), &pg.url, "")).await;
+    std::fs::copy(d1.path().join("local.pem"), d2.path().join("local.pem")).unwrap();
+    let b = Server::start(&config(d2.path(), &pg.url, "")).await;
+    let admin = admin_token(&a);
+    concurrent_admin_actions(&[&a, &b], &admin).await;
+    let rb = b.state.audit.verify().await.unwrap();
+    assert!(rb.ok && rb.entries == 100, "{rb:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_reach_syslog_and_a_webhook() {
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (hook_tx, mut hook_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let hook_addr = hook.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        loop {
+            let (mut s, _) = hook.accept().await.unwrap();
+            let mut buf = vec![0u8; 16384];
+            let mut got = Vec::new();
+            loop {
+                let n = s.read(&mut buf).await.unwrap();
+                got.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&got).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= len {
+                        let _ = hook_tx.send(body.to_string());
+                        break;
+                    }
+                }
+                if n == 0 {
+                    break;
+                }
+            }
+            let _ = s
+                .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+                .await;
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "syslog = \"udp://{}\"\nwebhook = \"http://{hook_addr}/audit\"",
+        udp.local_addr().unwrap()
+    );
+    let gh = Server::start(
+        &config(
+            dir.path(),
+            &format!("sqlite://{}/g.db", dir.path().display()),
+            &extra,
+        )
+        .replace("checkpoint_every = 10", "checkpoint_every = 5"),
+    )
+    .await;
+    for i in 0..5 {
+        gh.state.audit.append(entry(i)).await.unwrap();
+    }
+    let mut buf = vec![0u8; 4096];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(5), udp.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+    let head = gh.state.store.audit_head().await.unwrap();
+    // RFC 5424: <PRI>VERSION TIMESTAMP HOSTNAME APP-NAME PROCID MSGID SD MSG
+    assert!(msg.starts_with("<85>1 "), "{msg}");
+    let parts: Vec<&str> = msg.splitn(8, ' ').collect();
+    assert_eq!(parts[3], "gatehouse");
+    assert_eq!(parts[5], "audit-checkpoint");
+    assert!(gatehouse::clock::parse_rfc3339(parts[1]).is_some(), "{msg}");
+    assert!(
+        msg.contains(&format!("seq=\"5\" hash=\"{}\"", head.1)),
+        "{msg}"
+    );
+    let body = tokio::time::timeout(Duration::from_secs(5), hook_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let cp: gatehouse::audit::Checkpoint = serde_json::from_str(&body).unwrap();
+    assert_eq!((cp.seq, cp.hash.as_str()), (5, head.1.as_str()));
+    let key = std::fs::read_to_string(dir.path().join("audit.key")).unwrap();
+    assert!(
+        cp.valid(key.trim().as_bytes()),
+        "the webhook got a valid signed checkpoint"
+    );
+    drop(gh);
+
+    // TCP, octet-counted (RFC 6587).
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!("syslog = \"tcp://{}\"", tcp.local_addr().unwrap());
+    let gh = Server::start(
+        &config(
+            dir.path(),
+            &format!("sqlite://{}/g.db", dir.path().display()),
+            &extra,
+        )
+        .replace("checkpoint_every = 10", "checkpoint_every = 5"),
+    )
+    .await;
+    for i in 0..5 {
+        gh.state.audit.append(entry(i)).await.unwrap();
+    }
+    let (mut s, _) = tokio::time::timeout(Duration::from_secs(5), tcp.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut text = String::new();
+    use tokio::io::AsyncReadExt;
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut text))
+        .await
+        .unwrap()
+        .unwrap();
+    let (len, rest) = text.split_once(' ').unwrap();
+    assert_eq!(len.parse::<usize>().unwrap(), rest.len(), "{text}");
+    assert!(
+        rest.starts_with("<85>1 ") && rest.contains("seq=\"5\""),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirror_rotates_and_still_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &format!("sqlite://{}/g.db", dir.path().display()),
+        "jsonl_max_bytes = 4096\njsonl_keep = 50",
+    );
+    let gh = Server::start(&cfg).await;
+    for i in 0..40 {
+        gh.state.audit.append(entry(i)).await.unwrap();
+    }
+    assert!(dir.path().join("audit.jsonl.1").exists());
+    assert!(
+        dir.path().join("audit.jsonl.3").exists(),
+        "rotated more than twice"
+    );
+    let jsonl = dir.path().join("audit.jsonl");
+    let (code, out) = verify_cli(&cfg, dir.path(), &["--file", jsonl.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("ok: 40 entries"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_pages_filters_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let gh = Server::start(&config(
+        dir.path(),
+        &format!("sqlite://{}/g.db", dir.path().display()),
+        "",
+    ))
+    .await;
+    let admin = admin_token(&gh);
+    for i in 0..12 {
+        gh.state.audit.append(entry(i)).await.unwrap();
+    }
+    gh.state
+        .audit
+        .append(NewEntry::new(
+            "bob",
+            "",
+            "session.terminate",
+            "x",
+            "ok",
+            json!({}),
+        ))
+        .await
+        .unwrap();
+    let get = |q: String| {
+        let url = gh.url(&format!("/api/v1/audit{q}"));
+        let admin = admin.clone();
+        async move {
+            let r = client().get(url).bearer_auth(admin).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (s, v) = get("?limit=5".into()).await;
+    assert_eq!(s, 200);
+    let seqs: Vec<i64> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs, vec![13, 12, 11, 10, 9], "newest first");
+    let (_, v) = get(format!("?limit=5&before={}", v["next_before"])).await;
+    assert_eq!(v["entries"][0]["seq"], 8);
+    let (_, v) = get("?actor=bob".into()).await;
+    assert_eq!(v["entries"].as_array().unwrap().len(), 1);
+    let (_, v) = get("?action=allowlist.add&limit=1000".into()).await;
+    assert_eq!(v["entries"].as_array().unwrap().len(), 12);
+    let (_, v) = get("?since=2000-01-01T00:00:00Z&until=2999-01-01T00:00:00Z".into()).await;
+    assert_eq!(v["entries"].as_array().unwrap().len(), 13);
+    let (_, v) = get("?until=2000-01-01T00:00:00Z".into()).await;
+    assert_eq!(v["entries"].as_array().unwrap().len(), 0);
+    for bad in ["?since=yesterday", "?limit=0", "?limit=5000", "?colour=red"] {
+        let (s, v) = get(bad.into()).await;
+        assert_eq!(s, 400, "{bad}: {v}");
+    }
+    let r = client()
+        .get(gh.url("/api/v1/audit/verify"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["entries"], 13);
+    assert!(v["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("ok: 13 entries, head "));
+    let user = {
+        let req = MintRequest {
+            sub: "eve".into(),
+            ttl_secs: 600,
+            ..Default::default()
+        };
+        gh.state
+            .local
+            .as_ref()
+            .unwrap()
+            .mint(&req, SystemClock.now())
+            .unwrap()
+    };
+    let r = client()
+        .get(gh.url("/api/v1/audit"))
+        .bearer_auth(user)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "admins only");
+}
+
+#[test]
+fn a_large_log_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.jsonl");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    let mut prev: Option<(i64, String)> = None;
+    for i in 0..100_000 {
+        let e = seal(
+            &entry(i),
+            prev.as_ref().map(|(s, h)| (*s, h.as_str())),
+            "2026-11-23T00:00:00Z".into(),
+        );
+        use std::io::Write;
+        writeln!(out, "{}", serde_json::to_string(&e).unwrap()).unwrap();
+        prev = Some((e.seq, e.hash));
+    }
+    drop(out);
+    let cfg = "[server]\npublic_url = \"https://auth.example.com\"\n";
+    let (code, text) = verify_cli(cfg, dir.path(), &["--file", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.starts_with(&format!("ok: 100000 entries, head {}", prev.unwrap().1)),
+        "{text}"
+    );
+}
