@@ -156,7 +156,7 @@ pub async fn build_state(config: Config, clock: Option<SharedClock>) -> anyhow::
         metrics.clone(),
         TOKEN_CACHE_CAPACITY,
     ));
-    Ok(Arc::new(Inner {
+    let state = Arc::new(Inner {
         trusted_proxies: config.server.trusted_proxies.clone().into(),
         public_base: config
             .server
@@ -180,7 +180,9 @@ pub async fn build_state(config: Config, clock: Option<SharedClock>) -> anyhow::
         oidc_http: crate::identity::oidc::http_client(),
         regulation,
         audit,
-    }))
+    });
+    reload_allowlist(&state).await?;
+    Ok(state)
 }
 
 /// The login issuer: `session.login_issuer`, else the first issuer with a `client_id`.
@@ -309,6 +311,34 @@ pub fn counts_as_failure(reason: &str) -> bool {
     )
 }
 
+/// Rebuilds the allowlist snapshot from the configuration's static entries and
+/// the store's runtime entries, and swaps it into the policy.
+pub async fn reload_allowlist(state: &Inner) -> Result<(), crate::store::StoreError> {
+    use crate::decision::{AllowEntry, Allowlist};
+    let mut entries: Vec<AllowEntry> = state
+        .config
+        .access
+        .allowlist
+        .iter()
+        .map(|n| AllowEntry {
+            net: *n,
+            expires_at: None,
+        })
+        .collect();
+    for r in state.store.allowlist().await? {
+        match r.cidr.parse() {
+            Ok(net) => entries.push(AllowEntry {
+                net,
+                expires_at: r.expires_at,
+            }),
+            Err(_) => tracing::error!(id = r.id, "a stored allowlist entry is not a CIDR; skipped"),
+        }
+    }
+    let next = state.policy.load().with_allowlist(Allowlist::new(entries));
+    state.policy.store(Arc::new(next));
+    Ok(())
+}
+
 /// Re-reads live sessions from the store (other processes' logins and
 /// terminations) and swaps the table, under the sessions' write gate.
 pub async fn reload_sessions(state: &Inner) -> Result<(), crate::store::StoreError> {
@@ -349,6 +379,9 @@ pub async fn start_background(state: &AppState) -> Vec<tokio::task::JoinHandle<(
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot refresh bans; keeping the last snapshot")
                 }
+            }
+            if let Err(e) = reload_allowlist(&st).await {
+                tracing::warn!(error = %e, "cannot refresh the allowlist; keeping the last snapshot");
             }
             if let Err(e) = reload_sessions(&st).await {
                 tracing::warn!(error = %e, "cannot refresh sessions; keeping the last snapshot");
@@ -391,6 +424,18 @@ pub fn router(state: AppState) -> Router {
             get(http::api::bans::list).post(http::api::bans::create),
         )
         .route("/api/v1/bans/{id}", delete(http::api::bans::lift))
+        .route(
+            "/api/v1/allowlist",
+            get(http::api::allowlist::list).post(http::api::allowlist::add),
+        )
+        .route(
+            "/api/v1/allowlist/import",
+            post(http::api::allowlist::import),
+        )
+        .route(
+            "/api/v1/allowlist/{id}",
+            delete(http::api::allowlist::remove),
+        )
         .route("/api/v1/audit", get(http::api::audit::list))
         .route("/api/v1/audit/verify", get(http::api::audit::verify))
         .route("/api/v1/{*rest}", any(http::api::not_found))

@@ -59,6 +59,11 @@ const SQLITE_MIGRATIONS: Embedded = &[
         "audit",
         include_str!("../../migrations/sqlite/0004_audit.sql"),
     ),
+    (
+        5,
+        "allowlist",
+        include_str!("../../migrations/sqlite/0005_allowlist.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: Embedded = &[
     (
@@ -80,6 +85,11 @@ const POSTGRES_MIGRATIONS: Embedded = &[
         4,
         "audit",
         include_str!("../../migrations/postgres/0004_audit.sql"),
+    ),
+    (
+        5,
+        "allowlist",
+        include_str!("../../migrations/postgres/0005_allowlist.sql"),
     ),
 ];
 
@@ -212,6 +222,17 @@ pub struct AuditFilter {
     pub until: Option<String>,
     pub before_seq: Option<i64>,
     pub limit: i64,
+}
+
+/// One runtime allowlist entry.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AllowRecord {
+    pub id: i64,
+    pub cidr: String,
+    pub description: String,
+    pub created_by: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
 }
 
 /// A ban of a client address or a user (brute-force regulation).
@@ -690,6 +711,63 @@ impl Store {
             .fetch_one(&self.pool)
             .await?;
         Ok((r.try_get(0)?, r.try_get(1)?))
+    }
+
+    /// Adds allowlist entries in one transaction (all or none); returns their ids.
+    pub async fn insert_allowlist(&self, entries: &[AllowRecord]) -> Result<Vec<i64>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut ids = Vec::with_capacity(entries.len());
+        for e in entries {
+            let r = sqlx::query(
+                "INSERT INTO allowlist (cidr, description, created_by, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            )
+            .bind(&e.cidr)
+            .bind(&e.description)
+            .bind(&e.created_by)
+            .bind(e.created_at)
+            .bind(e.expires_at)
+            .fetch_one(&mut *tx)
+            .await?;
+            ids.push(r.try_get::<i64, _>(0)?);
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    /// Entries not deleted (expired ones included: the caller decides), by id.
+    pub async fn allowlist(&self) -> Result<Vec<AllowRecord>, StoreError> {
+        sqlx::query(
+            "SELECT id, cidr, description, created_by, created_at, expires_at \
+             FROM allowlist WHERE deleted_at IS NULL ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(AllowRecord {
+                id: r.try_get("id")?,
+                cidr: r.try_get("cidr")?,
+                description: r.try_get("description")?,
+                created_by: r.try_get("created_by")?,
+                created_at: r.try_get("created_at")?,
+                expires_at: r.try_get("expires_at")?,
+            })
+        })
+        .collect()
+    }
+
+    /// Removes an entry; false when there was none with that id.
+    pub async fn delete_allowlist(&self, id: i64, now: i64, by: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE allowlist SET deleted_at = $1, deleted_by = $2 WHERE id = $3 AND deleted_at IS NULL",
+        )
+        .bind(now)
+        .bind(by)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
     }
 
     /// Records a ban; returns its id.

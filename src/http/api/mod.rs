@@ -3,6 +3,7 @@
 //! same identity engine as the decision endpoints (bearer token for now); it
 //! never trusts `Remote-*` headers from the network.
 
+pub mod allowlist;
 pub mod audit;
 pub mod bans;
 pub mod sessions;
