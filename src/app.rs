@@ -57,6 +57,8 @@ pub struct Inner {
     pub regulation: crate::identity::regulation::Regulation,
     /// The hash-chained audit log.
     pub audit: crate::audit::log::AuditLog,
+    /// Decisions counted in memory, flushed to the store in batches.
+    pub usage: crate::usage::Usage,
 }
 
 /// The issuer and client the browser login uses.
@@ -180,6 +182,7 @@ pub async fn build_state(config: Config, clock: Option<SharedClock>) -> anyhow::
         oidc_http: crate::identity::oidc::http_client(),
         regulation,
         audit,
+        usage: Default::default(),
     });
     reload_allowlist(&state).await?;
     Ok(state)
@@ -339,6 +342,26 @@ pub async fn reload_allowlist(state: &Inner) -> Result<(), crate::store::StoreEr
     Ok(())
 }
 
+/// How long usage counters are kept in the store.
+pub const USAGE_RETENTION_SECS: i64 = 31 * 24 * 3600;
+
+/// Writes the usage counted since the last flush in one batch; on failure the
+/// counts are kept for the next flush.
+pub async fn flush_usage(state: &Inner) -> Result<(), crate::store::StoreError> {
+    let rows = state.usage.drain();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    if let Err(e) = state.store.add_usage(&rows).await {
+        state.usage.restore(rows);
+        return Err(e);
+    }
+    state
+        .store
+        .prune_usage(state.clock.now() - USAGE_RETENTION_SECS)
+        .await
+}
+
 /// Re-reads live sessions from the store (other processes' logins and
 /// terminations) and swaps the table, under the sessions' write gate.
 pub async fn reload_sessions(state: &Inner) -> Result<(), crate::store::StoreError> {
@@ -388,6 +411,9 @@ pub async fn start_background(state: &AppState) -> Vec<tokio::task::JoinHandle<(
             }
             crate::http::login::refresh_due_sessions(&st).await;
             st.audit.checkpoint_if_due().await;
+            if let Err(e) = flush_usage(&st).await {
+                tracing::warn!(error = %e, "cannot write usage counters; keeping them for the next try");
+            }
         }
     }));
     tasks
@@ -435,6 +461,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/allowlist/{id}",
             delete(http::api::allowlist::remove),
+        )
+        .route(
+            "/api/v1/monitoring/usage",
+            get(http::api::monitoring::usage),
         )
         .route("/api/v1/audit", get(http::api::audit::list))
         .route("/api/v1/audit/verify", get(http::api::audit::verify))

@@ -16,3 +16,4 @@ pub mod http;
 pub mod identity;
 pub mod metrics;
 pub mod store;
+pub mod usage;

@@ -348,6 +348,7 @@ fn www_authenticate(invalid: bool) -> HeaderValue {
 async fn handle(st: &AppState, flavour: Flavour, peer: IpAddr, h: &HeaderMap) -> Response {
     let started = Instant::now();
     let now = st.clock.now();
+    let mut who: Option<Arc<Identity>> = None;
     let (decision, target, source, detail) =
         match parse_target(flavour, &st.trusted_proxies, peer, h, now) {
             Ok(target) if st.regulation.ip_banned(target.client, now) => {
@@ -355,6 +356,9 @@ async fn handle(st: &AppState, flavour: Flavour, peer: IpAddr, h: &HeaderMap) ->
             }
             Ok(target) => {
                 let (subject, source, detail) = identify(st, h, &target).await;
+                if let Subject::User(id) = &subject {
+                    who = Some(id.clone());
+                }
                 let decision = match &subject {
                     Subject::User(id) if st.regulation.user_banned(&id.user, now) => banned(),
                     _ => {
@@ -385,6 +389,14 @@ async fn handle(st: &AppState, flavour: Flavour, peer: IpAddr, h: &HeaderMap) ->
         decision.reason().as_str(),
     ]);
     st.metrics.decision_duration.observe(started.elapsed());
+    st.usage.record(
+        now,
+        who.as_ref().map(|id| id.user.as_str()),
+        target.as_ref().map_or("", |t| t.host.as_str()),
+        decision.rule(),
+        decision.result(),
+        decision.reason().as_str(),
+    );
     if !matches!(decision, Decision::Allow { .. }) {
         log_denial(flavour, &decision, target.as_ref(), peer, detail);
     }

@@ -64,6 +64,11 @@ const SQLITE_MIGRATIONS: Embedded = &[
         "allowlist",
         include_str!("../../migrations/sqlite/0005_allowlist.sql"),
     ),
+    (
+        6,
+        "usage",
+        include_str!("../../migrations/sqlite/0006_usage.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: Embedded = &[
     (
@@ -90,6 +95,11 @@ const POSTGRES_MIGRATIONS: Embedded = &[
         5,
         "allowlist",
         include_str!("../../migrations/postgres/0005_allowlist.sql"),
+    ),
+    (
+        6,
+        "usage",
+        include_str!("../../migrations/postgres/0006_usage.sql"),
     ),
 ];
 
@@ -233,6 +243,18 @@ pub struct AllowRecord {
     pub created_by: String,
     pub created_at: i64,
     pub expires_at: Option<i64>,
+}
+
+/// One usage counter row: decisions in one minute with these labels.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UsageRow {
+    pub bucket: i64,
+    pub user: String,
+    pub host: String,
+    pub rule: i64,
+    pub result: String,
+    pub reason: String,
+    pub count: i64,
 }
 
 /// A ban of a client address or a user (brute-force regulation).
@@ -768,6 +790,63 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected() == 1)
+    }
+
+    /// Adds counted decisions in one transaction (a batch from memory).
+    pub async fn add_usage(&self, rows: &[UsageRow]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for r in rows {
+            sqlx::query(
+                "INSERT INTO usage (bucket, username, host, rule, result, reason, count) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (bucket, username, host, rule, result, reason) \
+                 DO UPDATE SET count = usage.count + excluded.count",
+            )
+            .bind(r.bucket)
+            .bind(&r.user)
+            .bind(&r.host)
+            .bind(r.rule)
+            .bind(&r.result)
+            .bind(&r.reason)
+            .bind(r.count)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Counts since `from` (Unix seconds), summed over minutes.
+    pub async fn usage_since(&self, from: i64) -> Result<Vec<UsageRow>, StoreError> {
+        sqlx::query(
+            "SELECT username, host, rule, result, reason, CAST(SUM(count) AS BIGINT) AS total \
+             FROM usage WHERE bucket >= $1 GROUP BY username, host, rule, result, reason",
+        )
+        .bind(from)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(UsageRow {
+                bucket: from,
+                user: r.try_get("username")?,
+                host: r.try_get("host")?,
+                rule: r.try_get("rule")?,
+                result: r.try_get("result")?,
+                reason: r.try_get("reason")?,
+                count: r.try_get("total")?,
+            })
+        })
+        .collect()
+    }
+
+    /// Forgets counters older than `before`.
+    pub async fn prune_usage(&self, before: i64) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM usage WHERE bucket < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Records a ban; returns its id.

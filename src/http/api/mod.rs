@@ -6,6 +6,7 @@
 pub mod allowlist;
 pub mod audit;
 pub mod bans;
+pub mod monitoring;
 pub mod sessions;
 
 use std::sync::Arc;

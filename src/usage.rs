@@ -1,0 +1,178 @@
+//! Usage counting on the hot path: decisions by minute, user, host, rule,
+//! result and reason, counted in memory (a hash and a short lock; no
+//! allocation once a key has been seen) and written to the store in batches.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Mutex;
+
+use crate::store::UsageRow;
+
+/// Most distinct keys held between two flushes; beyond it new hosts and users
+/// are counted under "(other)" so that a flood of names cannot grow memory.
+pub const MAX_KEYS: usize = 20_000;
+const OTHER: &str = "(other)";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Key {
+    minute: i64,
+    user: String,
+    host: String,
+    rule: i64,
+    result: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    by_hash: HashMap<u64, Vec<(Key, i64)>>,
+    keys: usize,
+    /// Rows whose flush failed, to be written with the next batch.
+    pending: Vec<UsageRow>,
+}
+
+/// The in-memory counters.
+#[derive(Debug, Default)]
+pub struct Usage {
+    counts: Mutex<Counts>,
+}
+
+fn hash_of(minute: i64, user: &str, host: &str, rule: i64, result: &str, reason: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (minute, user, host, rule, result, reason).hash(&mut h);
+    h.finish()
+}
+
+impl Usage {
+    /// Counts one decision at `at` (Unix seconds).
+    #[allow(clippy::too_many_arguments)]
+    pub fn record(
+        &self,
+        at: i64,
+        user: Option<&str>,
+        host: &str,
+        rule: Option<usize>,
+        result: &'static str,
+        reason: &'static str,
+    ) {
+        let minute = at - at.rem_euclid(60);
+        let user = user.unwrap_or("");
+        let rule = rule.map_or(-1, |r| r as i64);
+        let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let (user, host) = if c.keys >= MAX_KEYS {
+            (OTHER, OTHER)
+        } else {
+            (user, host)
+        };
+        let h = hash_of(minute, user, host, rule, result, reason);
+        let bucket = c.by_hash.entry(h).or_default();
+        for (k, n) in bucket.iter_mut() {
+            if k.minute == minute
+                && k.user == user
+                && k.host == host
+                && k.rule == rule
+                && k.result == result
+                && k.reason == reason
+            {
+                *n += 1;
+                return;
+            }
+        }
+        bucket.push((
+            Key {
+                minute,
+                user: user.to_string(),
+                host: host.to_string(),
+                rule,
+                result,
+                reason,
+            },
+            1,
+        ));
+        c.keys += 1;
+    }
+
+    /// Takes every count so far (for a flush), leaving the counters empty.
+    pub fn drain(&self) -> Vec<UsageRow> {
+        let taken = {
+            let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+            std::mem::take(&mut *c)
+        };
+        let mut rows = taken.pending;
+        rows.extend(
+            taken
+                .by_hash
+                .into_values()
+                .flatten()
+                .map(|(k, n)| UsageRow {
+                    bucket: k.minute,
+                    user: k.user,
+                    host: k.host,
+                    rule: k.rule,
+                    result: k.result.to_string(),
+                    reason: k.reason.to_string(),
+                    count: n,
+                }),
+        );
+        rows
+    }
+
+    /// Puts counts back after a failed flush, so none are lost (the next
+    /// drain returns them again).
+    pub fn restore(&self, rows: Vec<UsageRow>) {
+        let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        c.pending.extend(rows);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_drains() {
+        let u = Usage::default();
+        for _ in 0..3 {
+            u.record(120, Some("alice"), "app", Some(0), "allow", "authorized");
+        }
+        u.record(121, Some("alice"), "app", Some(0), "allow", "authorized");
+        u.record(181, None, "app", None, "unauthenticated", "no_credentials");
+        let mut rows = u.drain();
+        rows.sort_by_key(|r| r.bucket);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            (rows[0].bucket, rows[0].count, rows[0].user.as_str()),
+            (120, 4, "alice")
+        );
+        assert_eq!(
+            (rows[1].bucket, rows[1].rule, rows[1].user.as_str()),
+            (180, -1, "")
+        );
+        assert!(u.drain().is_empty(), "drained");
+        u.restore(rows);
+        let total: i64 = u.drain().iter().map(|r| r.count).sum();
+        assert_eq!(total, 5, "restored after a failed flush");
+    }
+
+    #[test]
+    fn bounded() {
+        let u = Usage::default();
+        for i in 0..(MAX_KEYS + 100) {
+            u.record(
+                0,
+                None,
+                &format!("h{i}.example"),
+                None,
+                "forbidden",
+                "default_deny",
+            );
+        }
+        let rows = u.drain();
+        assert!(rows.len() <= MAX_KEYS + 1);
+        assert_eq!(
+            rows.iter().map(|r| r.count).sum::<i64>(),
+            (MAX_KEYS + 100) as i64
+        );
+        assert!(rows.iter().any(|r| r.host == OTHER));
+    }
+}
