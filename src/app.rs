@@ -466,6 +466,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/monitoring/usage",
             get(http::api::monitoring::usage),
         )
+        .route("/api/v1/openapi.json", get(http::api::openapi))
         .route("/api/v1/audit", get(http::api::audit::list))
         .route("/api/v1/audit/verify", get(http::api::audit::verify))
         .route("/api/v1/{*rest}", any(http::api::not_found))

@@ -10,7 +10,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{admin, audited, ApiError, Ask};
+use super::{admin, audited, ApiError, Ask, ErrorBody};
 use crate::app::{reload_allowlist, AppState};
 use crate::clock::{parse_rfc3339, rfc3339};
 use crate::store::AllowRecord;
@@ -35,7 +35,7 @@ pub fn normalise_cidr(s: &str) -> Result<IpNet, String> {
     Ok(n)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewEntry {
     pub cidr: String,
@@ -84,6 +84,7 @@ fn entry_json(r: &AllowRecord, now: i64) -> Value {
 
 /// `GET /api/v1/allowlist` — runtime entries, and the configuration's (read-only).
 /// **Permissions**: an `[admin] roles` member.
+#[utoipa::path(get, path = "/api/v1/allowlist", tag = "allowlist", responses((status = 200, description = "runtime and static entries"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "not an admin, banned, or a cross-site request", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn list(State(st): State<AppState>, ask: Ask) -> Result<Json<Value>, ApiError> {
     admin(&st, &ask).await?;
     let now = st.clock.now();
@@ -116,6 +117,7 @@ pub async fn list(State(st): State<AppState>, ask: Ask) -> Result<Json<Value>, A
 
 /// `POST /api/v1/allowlist` — add one entry `{"cidr","description","expires_at"?}`.
 /// **Permissions**: an `[admin] roles` member.
+#[utoipa::path(post, path = "/api/v1/allowlist", tag = "allowlist", request_body = NewEntry, responses((status = 200, description = "the new entry"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "not an admin, banned, or a cross-site request", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn add(
     State(st): State<AppState>,
     ask: Ask,
@@ -142,6 +144,7 @@ pub async fn add(
 
 /// `DELETE /api/v1/allowlist/{id}` — remove a runtime entry.
 /// **Permissions**: an `[admin] roles` member.
+#[utoipa::path(delete, path = "/api/v1/allowlist/{id}", tag = "allowlist", params(("id" = String, Path, description = "entry id")), responses((status = 200, description = "removed"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "not an admin, banned, or a cross-site request", body = ErrorBody), (status = 404, description = "no such entry", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn remove(
     State(st): State<AppState>,
     ask: Ask,
@@ -194,6 +197,7 @@ fn import_error(lines: Vec<(usize, String)>) -> Response {
 /// comments; a comment after the CIDR becomes its description) or a JSON array
 /// of entries. All or nothing: any bad line refuses the whole import.
 /// **Permissions**: an `[admin] roles` member.
+#[utoipa::path(post, path = "/api/v1/allowlist/import", tag = "allowlist", request_body(content((String = "text/plain"), (Vec<NewEntry> = "application/json")), description = "one CIDR a line with # comments, or a JSON array of entries"), responses((status = 200, description = "imported (all lines)"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "not an admin, banned, or a cross-site request", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn import(
     State(st): State<AppState>,
     ask: Ask,

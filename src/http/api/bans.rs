@@ -6,7 +6,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{admin, audited, ApiError, Ask};
+use super::{admin, audited, ApiError, Ask, ErrorBody};
 use crate::app::AppState;
 use crate::identity::regulation::BanKey;
 use crate::store::Ban;
@@ -19,13 +19,14 @@ async fn reload(st: &AppState) -> Result<Vec<Ban>, ApiError> {
 
 /// `GET /api/v1/bans` — bans in force.
 /// **Permissions**: an `[admin] roles` member.
+#[utoipa::path(get, path = "/api/v1/bans", tag = "bans", responses((status = 200, description = "bans in force"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "not an admin, banned, or a cross-site request", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn list(State(st): State<AppState>, ask: Ask) -> Result<Json<Value>, ApiError> {
     admin(&st, &ask).await?;
     let bans = reload(&st).await?;
     Ok(Json(json!({ "bans": bans })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewBan {
     /// `ip` (an address) or `user` (a user name as in `Remote-User`).
@@ -38,6 +39,7 @@ pub struct NewBan {
 
 /// `POST /api/v1/bans` — ban an address or a user now.
 /// **Permissions**: an `[admin] roles` member.
+#[utoipa::path(post, path = "/api/v1/bans", tag = "bans", request_body = NewBan, responses((status = 200, description = "the ban"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "not an admin, banned, or a cross-site request", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn create(
     State(st): State<AppState>,
     ask: Ask,
@@ -116,6 +118,7 @@ pub async fn create(
 
 /// `DELETE /api/v1/bans/{id}` — lift a ban.
 /// **Permissions**: an `[admin] roles` member.
+#[utoipa::path(delete, path = "/api/v1/bans/{id}", tag = "bans", params(("id" = String, Path, description = "ban id")), responses((status = 200, description = "lifted"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "not an admin, banned, or a cross-site request", body = ErrorBody), (status = 404, description = "no such entry", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn lift(
     State(st): State<AppState>,
     ask: Ask,

@@ -26,6 +26,89 @@ use crate::decision::target::client_address;
 use crate::http::authz::{authenticate, bearer, session_subject};
 use crate::http::login::cookie_value;
 
+/// The body of every API error.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable: unauthenticated, invalid_token, forbidden,
+    /// banned, cross_site_request, not_found, bad_request, invalid_import, internal.
+    pub code: String,
+    pub message: String,
+    /// Import errors only: every bad line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lines: Option<Vec<LineError>>,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct LineError {
+    pub line: usize,
+    pub message: String,
+}
+
+/// The OpenAPI document, generated from the handlers' annotations.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "gatehouse companion API", description = "Sessions, bans, the IP allowlist, the audit log and usage monitoring. JSON in and out; errors are {\"error\":{\"code\",\"message\"}}."),
+    paths(
+        me,
+        sessions::list, sessions::terminate_one, sessions::terminate_all,
+        bans::list, bans::create, bans::lift,
+        allowlist::list, allowlist::add, allowlist::remove, allowlist::import,
+        audit::list, audit::verify,
+        monitoring::usage,
+        openapi,
+    ),
+    components(schemas(ErrorBody, ErrorDetail, LineError, bans::NewBan, allowlist::NewEntry)),
+    modifiers(&Security),
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
+        };
+        let c = doc.components.get_or_insert_with(Default::default);
+        c.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+        c.add_security_scheme(
+            "session_cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                "gatehouse_session",
+                "the browser session (session.cookie_name); changes must come from gatehouse's origin as JSON",
+            ))),
+        );
+    }
+}
+
+/// The document as served and as committed in docs/openapi.json.
+pub fn openapi_json() -> String {
+    use utoipa::OpenApi;
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    doc.to_pretty_json().unwrap_or_default() + "\n"
+}
+
+/// `GET /api/v1/openapi.json` — this API's OpenAPI document.
+/// **Permissions**: none (it describes, it does not reveal).
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "meta", responses((status = 200, description = "the OpenAPI 3.1 document")))]
+pub async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], openapi_json()).into_response()
+}
+
 /// Every way an API call can fail; `into_response` is the one mapping to HTTP.
 #[derive(Debug)]
 pub enum ApiError {
@@ -335,6 +418,7 @@ pub async fn admin(st: &AppState, ask: &Ask) -> Result<Admin, ApiError> {
 
 /// `GET /api/v1/me` — the caller as the decision engine sees it.
 /// **Permissions**: any authenticated caller.
+#[utoipa::path(get, path = "/api/v1/me", tag = "identity", responses((status = 200, description = "the caller's identity"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "not an admin, banned, or a cross-site request", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn me(State(st): State<AppState>, ask: Ask) -> Result<Json<serde_json::Value>, ApiError> {
     let id = caller(&st, &ask).await?;
     let admin = is_admin(&st, &id);

@@ -8,7 +8,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{admin, ApiError, ApiQuery, Ask};
+use super::{admin, ApiError, ApiQuery, Ask, ErrorBody};
 use crate::app::{flush_usage, AppState};
 use crate::clock::rfc3339;
 
@@ -38,6 +38,7 @@ fn table(m: BTreeMap<String, Tally>) -> Vec<Value> {
 
 /// `GET /api/v1/monitoring/usage?window=1h` — decisions in the window, grouped.
 /// **Permissions**: an `[admin] roles` member.
+#[utoipa::path(get, path = "/api/v1/monitoring/usage", tag = "monitoring", params(("window" = Option<String>, Query, description = "e.g. 15m, 1h, 7d (default 1h, at most 31d)")), responses((status = 200, description = "requests and denials grouped by user, host, rule, result and reason; live sessions"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "not an admin, banned, or a cross-site request", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn usage(
     State(st): State<AppState>,
     ask: Ask,

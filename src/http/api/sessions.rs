@@ -9,7 +9,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{admin, audited, ApiError, ApiQuery, Ask};
+use super::{admin, audited, ApiError, ApiQuery, Ask, ErrorBody};
 use crate::app::{reload_revocations, AppState, Inner};
 use crate::identity::revocation::ANY_ISSUER;
 use crate::store::{Revocation, RevocationKind, SessionRecord};
@@ -50,6 +50,7 @@ fn checked_user(f: &UserFilter) -> Result<Option<&str>, ApiError> {
 
 /// `GET /api/v1/sessions[?user=]` — live sessions.
 /// **Permissions**: an `[admin] roles` member.
+#[utoipa::path(get, path = "/api/v1/sessions", tag = "sessions", params(("user" = Option<String>, Query, description = "only this user's sessions")), responses((status = 200, description = "live sessions"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "not an admin, banned, or a cross-site request", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn list(
     State(st): State<AppState>,
     ask: Ask,
@@ -119,6 +120,7 @@ pub async fn end_sessions(
 
 /// `DELETE /api/v1/sessions/{id}` — terminate one session.
 /// **Permissions**: an `[admin] roles` member.
+#[utoipa::path(delete, path = "/api/v1/sessions/{id}", tag = "sessions", params(("id" = String, Path, description = "session id (64 hex digits)")), responses((status = 200, description = "terminated"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "not an admin, banned, or a cross-site request", body = ErrorBody), (status = 404, description = "no such entry", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn terminate_one(
     State(st): State<AppState>,
     ask: Ask,
@@ -155,6 +157,7 @@ pub async fn terminate_one(
 /// `POST /api/v1/sessions/terminate-all[?user=]` — terminate every live session
 /// (of one user); with `user`, also revoke every token of that user issued until now.
 /// **Permissions**: an `[admin] roles` member.
+#[utoipa::path(post, path = "/api/v1/sessions/terminate-all", tag = "sessions", params(("user" = Option<String>, Query, description = "only this user's sessions; also revokes the user's tokens issued until now")), responses((status = 200, description = "terminated"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "not an admin, banned, or a cross-site request", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn terminate_all(
     State(st): State<AppState>,
     ask: Ask,
