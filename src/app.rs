@@ -59,6 +59,8 @@ pub struct Inner {
     pub audit: crate::audit::log::AuditLog,
     /// Decisions counted in memory, flushed to the store in batches.
     pub usage: crate::usage::Usage,
+    /// `access.allowlist` as last loaded (it changes with a configuration reload).
+    pub static_allowlist: ArcSwap<Vec<IpNet>>,
 }
 
 /// The issuer and client the browser login uses.
@@ -103,6 +105,7 @@ pub async fn build_state(config: Config, clock: Option<SharedClock>) -> anyhow::
         );
     }
     let clock = clock.unwrap_or_else(|| Arc::new(SystemClock));
+    let config_static_allowlist = config.access.allowlist.clone();
     let metrics = Arc::new(Metrics::default());
     let policy = Policy::from_config(&config.access).map_err(|e| anyhow::anyhow!(e))?;
     let local = match &config.local_issuer {
@@ -183,6 +186,7 @@ pub async fn build_state(config: Config, clock: Option<SharedClock>) -> anyhow::
         regulation,
         audit,
         usage: Default::default(),
+        static_allowlist: ArcSwap::from_pointee(config_static_allowlist),
     });
     reload_allowlist(&state).await?;
     Ok(state)
@@ -319,9 +323,8 @@ pub fn counts_as_failure(reason: &str) -> bool {
 pub async fn reload_allowlist(state: &Inner) -> Result<(), crate::store::StoreError> {
     use crate::decision::{AllowEntry, Allowlist};
     let mut entries: Vec<AllowEntry> = state
-        .config
-        .access
-        .allowlist
+        .static_allowlist
+        .load()
         .iter()
         .map(|n| AllowEntry {
             net: *n,
@@ -360,6 +363,122 @@ pub async fn flush_usage(state: &Inner) -> Result<(), crate::store::StoreError> 
         .store
         .prune_usage(state.clock.now() - USAGE_RETENTION_SECS)
         .await
+}
+
+/// What a configuration reload changed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReloadSummary {
+    pub rules: usize,
+    pub static_allowlist: usize,
+    /// Sections that differ from the running ones but only apply after a restart.
+    pub needs_restart: Vec<&'static str>,
+}
+
+/// Reloads the configuration (SIGHUP): the `[access]` section — rules, default
+/// policy, the static allowlist, two-factor settings — takes effect at once;
+/// other sections that changed are reported as needing a restart. An invalid
+/// file changes nothing. Either way the attempt is audited.
+pub async fn reload_config(
+    state: &AppState,
+    source: &crate::config::ConfigSource,
+) -> Result<ReloadSummary, String> {
+    use crate::audit::NewEntry;
+    let new = match Config::load(source) {
+        Ok(c) => c,
+        Err(errors) => {
+            let keys: Vec<&str> = errors.0.iter().map(|e| e.key.as_str()).collect();
+            state
+                .audit
+                .record(NewEntry::new(
+                    "gatehouse",
+                    "",
+                    "config.reload",
+                    &state.config.source,
+                    "failed",
+                    serde_json::json!({ "errors": keys }),
+                ))
+                .await;
+            return Err(errors.to_string());
+        }
+    };
+    let policy = match Policy::from_config(&new.access) {
+        Ok(p) => p,
+        Err(e) => return Err(format!("access: {e}")),
+    };
+    let old = &state.config;
+    let mut needs_restart = vec![];
+    for (name, a, b) in [
+        (
+            "server",
+            format!("{:?}", old.server),
+            format!("{:?}", new.server),
+        ),
+        (
+            "store",
+            format!("{:?}", old.store),
+            format!("{:?}", new.store),
+        ),
+        (
+            "issuers",
+            format!("{:?}", old.issuers),
+            format!("{:?}", new.issuers),
+        ),
+        (
+            "local_issuer",
+            format!("{:?}", old.local_issuer),
+            format!("{:?}", new.local_issuer),
+        ),
+        (
+            "session",
+            format!("{:?}", old.session),
+            format!("{:?}", new.session),
+        ),
+        (
+            "admin",
+            format!("{:?}", old.admin),
+            format!("{:?}", new.admin),
+        ),
+        (
+            "audit",
+            format!("{:?}", old.audit),
+            format!("{:?}", new.audit),
+        ),
+        (
+            "regulation",
+            format!("{:?}", old.regulation),
+            format!("{:?}", new.regulation),
+        ),
+    ] {
+        if a != b {
+            needs_restart.push(name);
+        }
+    }
+    let summary = ReloadSummary {
+        rules: new.access.rules.len(),
+        static_allowlist: new.access.allowlist.len(),
+        needs_restart,
+    };
+    // Audited before it applies: a reload that cannot be recorded does not happen.
+    state
+        .audit
+        .append(NewEntry::new(
+            "gatehouse",
+            "",
+            "config.reload",
+            &new.source,
+            "ok",
+            serde_json::to_value(&summary).unwrap_or_default(),
+        ))
+        .await
+        .map_err(|e| format!("not reloaded: the audit entry could not be written: {e}"))?;
+    state
+        .static_allowlist
+        .store(Arc::new(new.access.allowlist.clone()));
+    state.policy.store(Arc::new(policy));
+    reload_allowlist(state)
+        .await
+        .map_err(|e| format!("reloaded, but the runtime allowlist could not be read: {e}"))?;
+    Ok(summary)
 }
 
 /// Re-reads live sessions from the store (other processes' logins and

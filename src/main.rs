@@ -248,6 +248,7 @@ fn main() -> ExitCode {
             audit_verify(&cfg, file, checkpoints)
         }
         Command::Serve { config } => {
+            let source = ConfigSource::resolve(config.clone());
             let cfg = match load(config) {
                 Ok(c) => c,
                 Err(code) => return code,
@@ -268,7 +269,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(serve(cfg)) {
+            match rt.block_on(serve(cfg, source)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "gatehouse stopped");
@@ -365,7 +366,7 @@ fn audit_verify(cfg: &Config, file: Option<PathBuf>, checkpoints: Option<PathBuf
     }
 }
 
-async fn serve(cfg: Config) -> anyhow::Result<()> {
+async fn serve(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
     let listen = cfg.server.listen;
     tracing::info!(source = %cfg.source, "{}", cfg.summary());
     let state = gatehouse::app::build_state(cfg, None).await?;
@@ -374,6 +375,40 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("server.listen: cannot bind {listen}: {e}"))?;
     tracing::info!(address = %listener.local_addr()?, "listening");
     let _refreshers = gatehouse::app::start_background(&state).await;
+    state
+        .audit
+        .record(gatehouse::audit::NewEntry::new(
+            "gatehouse",
+            "",
+            "server.start",
+            &state.config.source,
+            "ok",
+            serde_json::json!({"version": env!("CARGO_PKG_VERSION"), "listen": listen.to_string()}),
+        ))
+        .await;
+    #[cfg(unix)]
+    {
+        let st = state.clone();
+        tokio::spawn(async move {
+            let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                return;
+            };
+            while hup.recv().await.is_some() {
+                match gatehouse::app::reload_config(&st, &source).await {
+                    Ok(s) => tracing::info!(
+                        rules = s.rules,
+                        needs_restart = ?s.needs_restart,
+                        "configuration reloaded ([access] applied)"
+                    ),
+                    Err(e) => {
+                        tracing::error!(error = %e, "configuration not reloaded; the running one stays")
+                    }
+                }
+            }
+        });
+    }
     gatehouse::app::serve_on(listener, state, gatehouse::app::shutdown_signal()).await?;
     Ok(())
 }

@@ -222,3 +222,134 @@ fn serve_on_embedded_defaults_answers_with_a_minted_token() {
     let _ = child.wait();
     assert_eq!(result, (401, 200, Some("alice".into()), 200));
 }
+
+/// `kill -HUP`: the [access] section reloads at once; an invalid file changes
+/// nothing; both attempts, and the start, are in the audit log.
+#[test]
+fn sighup_reloads_access_rules_and_audits_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("g.toml");
+    let text = |policy: &str| {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://auth.example.com\"\n\
+             [store]\nurl = \"sqlite://g.db\"\n[local_issuer]\nsigning_key_file = \"k.pem\"\n\
+             [audit]\ncheckpoint_key_file = \"audit.key\"\ncheckpoint_file = \"cp.log\"\n\
+             [access]\ndefault_policy = \"deny\"\n[[access.rules]]\ndomains = [\"app.example.com\"]\npolicy = \"{policy}\"\n"
+        )
+    };
+    std::fs::write(&cfg, text("one_factor")).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .env_remove("GATEHOUSE_CONFIG")
+        .env("GATEHOUSE_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(i) = line.find("address=") {
+                let _ = tx.send(line[i + 8..].split_whitespace().next().unwrap().to_string());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("serve reports its address");
+    let mint = |roles: &str| {
+        let (code, t, err) = run(
+            dir.path(),
+            &[
+                "token",
+                "mint",
+                "--sub",
+                "alice",
+                "--roles",
+                roles,
+                "--config",
+                cfg.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert_eq!(code, 0, "{err}");
+        t.trim().to_string()
+    };
+    let (user, admin) = (mint("viewer"), mint("admin"));
+    let hup = |pid: u32| {
+        assert!(Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success());
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let outcome = rt.block_on(async {
+        let c = common::client();
+        let status = || async {
+            c.get(format!("http://{addr}/authz/forward"))
+                .header("X-Forwarded-Proto", "https")
+                .header("X-Forwarded-Host", "app.example.com")
+                .header("X-Forwarded-Uri", "/")
+                .header("X-Forwarded-Method", "GET")
+                .header("Authorization", format!("Bearer {user}"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        };
+        let mut seen = vec![status().await];
+        std::fs::write(&cfg, text("deny")).unwrap();
+        hup(child.id());
+        seen.push(
+            if common::eventually(Duration::from_secs(10), || async { status().await == 403 }).await
+            {
+                403
+            } else {
+                0
+            },
+        );
+        std::fs::write(&cfg, "[access]\ndefault_policy = \"maybe\"\n").unwrap();
+        hup(child.id());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        seen.push(status().await);
+        let audit: serde_json::Value = c
+            .get(format!("http://{addr}/api/v1/audit?limit=100"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (seen, audit)
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let (seen, audit) = outcome;
+    assert_eq!(
+        seen,
+        vec![200, 403, 403],
+        "allowed, denied after the reload, unchanged by a bad file"
+    );
+    let entries = audit["entries"].as_array().unwrap();
+    let has = |action: &str, result: &str| {
+        entries
+            .iter()
+            .any(|e| e["action"] == action && e["result"] == result)
+    };
+    assert!(has("server.start", "ok"), "{audit}");
+    assert!(has("config.reload", "ok"), "{audit}");
+    assert!(has("config.reload", "failed"), "{audit}");
+    let failed = entries
+        .iter()
+        .find(|e| e["action"] == "config.reload" && e["result"] == "failed")
+        .unwrap();
+    assert!(
+        failed["details"]["errors"]
+            .to_string()
+            .contains("access.default_policy"),
+        "{failed}"
+    );
+}

@@ -89,9 +89,8 @@ pub async fn list(State(st): State<AppState>, ask: Ask) -> Result<Json<Value>, A
     admin(&st, &ask).await?;
     let now = st.clock.now();
     let mut out: Vec<Value> = st
-        .config
-        .access
-        .allowlist
+        .static_allowlist
+        .load()
         .iter()
         .enumerate()
         .map(|(i, n)| {
@@ -111,7 +110,7 @@ pub async fn list(State(st): State<AppState>, ask: Ask) -> Result<Json<Value>, A
             .map(|r| entry_json(r, now)),
     );
     Ok(Json(
-        json!({ "entries": out, "enforced": st.config.access.allowlist_enforced }),
+        json!({ "entries": out, "enforced": st.policy.load().allowlist_enforced }),
     ))
 }
 
