@@ -638,3 +638,107 @@ fn a_large_log_verifies() {
         "{text}"
     );
 }
+
+/// Two real `gatehouse serve` processes on one PostgreSQL database, 50
+/// concurrent admin actions split between them: `gatehouse audit verify` finds
+/// one linear chain with every entry.
+#[test]
+fn two_processes_on_postgres_keep_one_chain() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let pg = common::pg::Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("g.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://auth.example.com\"\n\
+             [store]\nurl = \"{}\"\n[local_issuer]\nsigning_key_file = \"k.pem\"\n[admin]\nroles = [\"admin\"]\n\
+             [audit]\ncheckpoint_key_file = \"audit.key\"\ncheckpoint_file = \"cp.log\"\ncheckpoint_every = 10\n",
+            pg.url
+        ),
+    )
+    .unwrap();
+    // Create the shared keys first, so the two processes do not race to.
+    let out = Command::new(BIN)
+        .args([
+            "token",
+            "mint",
+            "--sub",
+            "ops",
+            "--roles",
+            "admin",
+            "--config",
+            cfg.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let admin = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    std::fs::write(
+        dir.path().join("audit.key"),
+        "a-shared-checkpoint-key-of-32-chars-or-more\n",
+    )
+    .unwrap();
+    let start = || {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--config", cfg.to_str().unwrap()])
+            .env_remove("GATEHOUSE_CONFIG")
+            .env("GATEHOUSE_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(i) = line.find("address=") {
+                    let _ = tx.send(line[i + 8..].split_whitespace().next().unwrap().to_string());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("serve reports its address");
+        (child, addr)
+    };
+    let (mut a, addr_a) = start();
+    let (mut b, addr_b) = start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let statuses: Vec<u16> = rt.block_on(async {
+        let mut tasks = vec![];
+        for i in 0..50 {
+            let addr = if i % 2 == 0 { addr_a.clone() } else { addr_b.clone() };
+            let admin = admin.clone();
+            tasks.push(tokio::spawn(async move {
+                client()
+                    .post(format!("http://{addr}/api/v1/bans"))
+                    .bearer_auth(admin)
+                    .json(&json!({"kind": "ip", "value": format!("198.51.100.{i}"), "duration": "1h"}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }));
+        }
+        let mut out = vec![];
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    });
+    for c in [&mut a, &mut b] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let out = Command::new(BIN)
+        .args(["audit", "verify", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    // Two server.start entries, then an intent and an outcome for each action.
+    assert!(text.starts_with("ok: 102 entries"), "{text}");
+}
