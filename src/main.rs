@@ -113,6 +113,15 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
+/// A current-thread runtime for the one-shot commands.
+fn small_runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| eprintln!("cannot start the runtime: {e}"))
+        .ok()
+}
+
 fn load(config: Option<PathBuf>) -> Result<Config, ExitCode> {
     Config::load(&ConfigSource::resolve(config)).map_err(|e| {
         eprint!("{e}");
@@ -135,15 +144,8 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("cannot start the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+            let Some(rt) = small_runtime() else {
+                return ExitCode::FAILURE;
             };
             let url = cfg.store.url.clone();
             match rt.block_on(async {
@@ -321,15 +323,8 @@ fn audit_verify(cfg: &Config, file: Option<PathBuf>, checkpoints: Option<PathBuf
             }
         },
         None => {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("cannot start the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+            let Some(rt) = small_runtime() else {
+                return ExitCode::FAILURE;
             };
             let url = cfg.store.url.clone();
             match rt.block_on(async {

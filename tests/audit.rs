@@ -337,18 +337,7 @@ async fn concurrent_admin_actions(servers: &[&Server], admin: &str) {
 }
 
 fn admin_token(gh: &Server) -> String {
-    let req = MintRequest {
-        sub: "ops".into(),
-        roles: vec!["admin".into()],
-        ttl_secs: 600,
-        ..Default::default()
-    };
-    gh.state
-        .local
-        .as_ref()
-        .unwrap()
-        .mint(&req, SystemClock.now())
-        .unwrap()
+    gh.mint("ops", &["admin"])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -644,8 +633,6 @@ fn a_large_log_verifies() {
 /// one linear chain with every entry.
 #[test]
 fn two_processes_on_postgres_keep_one_chain() {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
     let pg = common::pg::Postgres::start();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("g.toml");
@@ -681,26 +668,11 @@ fn two_processes_on_postgres_keep_one_chain() {
     )
     .unwrap();
     let start = || {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--config", cfg.to_str().unwrap()])
-            .env_remove("GATEHOUSE_CONFIG")
-            .env("GATEHOUSE_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(i) = line.find("address=") {
-                    let _ = tx.send(line[i + 8..].split_whitespace().next().unwrap().to_string());
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("serve reports its address");
-        (child, addr)
+        common::spawn_serve(
+            &["serve", "--config", cfg.to_str().unwrap()],
+            dir.path(),
+            &[],
+        )
     };
     let (mut a, addr_a) = start();
     let (mut b, addr_b) = start();

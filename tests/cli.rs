@@ -3,8 +3,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
@@ -157,31 +156,11 @@ fn token_mint_needs_a_local_issuer_and_respects_max_ttl() {
 #[test]
 fn serve_on_embedded_defaults_answers_with_a_minted_token() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .current_dir(dir.path())
-        .env_remove("GATEHOUSE_CONFIG")
-        .env("GATEHOUSE_SERVER__LISTEN", "127.0.0.1:0")
-        .env("GATEHOUSE_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(i) = line.find("address=") {
-                let _ = tx.send(line[i + 8..].split_whitespace().next().unwrap().to_string());
-            }
-        }
-    });
-    let addr = match rx.recv_timeout(Duration::from_secs(20)) {
-        Ok(a) => a,
-        Err(_) => {
-            let _ = child.kill();
-            panic!("serve did not report its address");
-        }
-    };
+    let (mut child, addr) = common::spawn_serve(
+        &["serve"],
+        dir.path(),
+        &[("GATEHOUSE_SERVER__LISTEN", "127.0.0.1:0")],
+    );
     let (code, token, err) = run(
         dir.path(),
         &["token", "mint", "--sub", "alice", "--roles", "admin"],
@@ -238,25 +217,11 @@ fn sighup_reloads_access_rules_and_audits_it() {
         )
     };
     std::fs::write(&cfg, text("one_factor")).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config", cfg.to_str().unwrap()])
-        .env_remove("GATEHOUSE_CONFIG")
-        .env("GATEHOUSE_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(i) = line.find("address=") {
-                let _ = tx.send(line[i + 8..].split_whitespace().next().unwrap().to_string());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("serve reports its address");
+    let (mut child, addr) = common::spawn_serve(
+        &["serve", "--config", cfg.to_str().unwrap()],
+        dir.path(),
+        &[],
+    );
     let mint = |roles: &str| {
         let (code, t, err) = run(
             dir.path(),

@@ -5,8 +5,6 @@
 mod common;
 
 use common::*;
-use gatehouse::clock::{Clock, SystemClock};
-use gatehouse::identity::MintRequest;
 use serde_json::Value;
 
 const CONFIG: &str = r#"
@@ -31,21 +29,6 @@ paths = ["^/admin"]
 policy = "deny"
 "#;
 
-fn mint(gh: &Server, sub: &str, roles: &[&str]) -> String {
-    let req = MintRequest {
-        sub: sub.into(),
-        roles: roles.iter().map(|r| r.to_string()).collect(),
-        ttl_secs: 600,
-        ..Default::default()
-    };
-    gh.state
-        .local
-        .as_ref()
-        .unwrap()
-        .mint(&req, SystemClock.now())
-        .unwrap()
-}
-
 fn row<'a>(v: &'a Value, table: &str, key: &str) -> &'a Value {
     v[table]
         .as_array()
@@ -59,9 +42,9 @@ fn row<'a>(v: &'a Value, table: &str, key: &str) -> &'a Value {
 async fn usage_over_a_window() {
     let gh = Server::start(CONFIG).await;
     let (alice, bob, admin) = (
-        mint(&gh, "alice", &[]),
-        mint(&gh, "bob", &[]),
-        mint(&gh, "ops", &["admin"]),
+        gh.mint("alice", &[]),
+        gh.mint("bob", &[]),
+        gh.mint("ops", &["admin"]),
     );
     let ask = |host: &'static str, path: &'static str, token: Option<String>| {
         let gh = &gh;

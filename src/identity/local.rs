@@ -76,7 +76,12 @@ fn b64u(b: &[u8]) -> String {
 pub fn create_key_file(path: &Path) -> Result<(), String> {
     let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
         .map_err(|_| "cannot generate an Ed25519 key".to_string())?;
-    let pem = der_to_pem(doc.as_ref());
+    write_private_file(path, der_to_pem(doc.as_ref()).as_bytes())
+}
+
+/// Writes a new file readable only by its owner (0600), synced; fails rather
+/// than overwrite one that exists.
+pub fn write_private_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -87,7 +92,7 @@ pub fn create_key_file(path: &Path) -> Result<(), String> {
     let mut f = opts
         .open(path)
         .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    f.write_all(pem.as_bytes())
+    f.write_all(bytes)
         .and_then(|_| f.sync_all())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }

@@ -3,7 +3,6 @@
 //! (state, nonce, PKCE verifier, return URL) and stored refresh tokens. Each use
 //! gets its own key, derived from the session secret with a label.
 
-use std::io::Write;
 use std::path::Path;
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
@@ -101,19 +100,8 @@ pub fn load_or_create_secret(path: &Path) -> Result<Vec<u8>, String> {
             let mut raw = [0u8; 32];
             aws_lc_rs::rand::fill(&mut raw).map_err(|_| "no system randomness".to_string())?;
             let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create_new(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                opts.mode(0o600);
-            }
-            let mut f = opts
-                .open(path)
-                .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-            f.write_all(format!("{hex}\n").as_bytes())
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-            tracing::info!(path = %path.display(), "created a new session secret");
+            super::local::write_private_file(path, format!("{hex}\n").as_bytes())?;
+            tracing::info!(path = %path.display(), "created a new secret file");
             Ok(hex.into_bytes())
         }
         Err(e) => Err(format!("cannot read {}: {e}", path.display())),

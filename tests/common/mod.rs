@@ -276,6 +276,23 @@ impl Server {
             .unwrap_or(0)
     }
 
+    /// A token from the local signing key for `sub` with these realm roles,
+    /// issued at the server's clock, valid for an hour.
+    pub fn mint(&self, sub: &str, roles: &[&str]) -> String {
+        let req = gatehouse::identity::MintRequest {
+            sub: sub.into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            ttl_secs: 3600,
+            ..Default::default()
+        };
+        self.state
+            .local
+            .as_ref()
+            .expect("a [local_issuer] in the test config")
+            .mint(&req, self.state.clock.now())
+            .unwrap()
+    }
+
     /// The local signing key (to craft hostile tokens with a trusted key).
     pub fn local_key_pem(&self) -> String {
         let path = self
@@ -341,6 +358,37 @@ where
 }
 
 pub type Shared<T> = Arc<Mutex<T>>;
+
+/// Starts the gatehouse binary with these arguments (a config with
+/// `listen = "127.0.0.1:0"`) and returns it with the address it reported.
+pub fn spawn_serve(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> (Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("GATEHOUSE_CONFIG")
+        .env("GATEHOUSE_LOG", "info")
+        .envs(env.iter().copied())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(i) = line.find("address=") {
+                let _ = tx.send(line[i + 8..].split_whitespace().next().unwrap().to_string());
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(addr) => (child, addr),
+        Err(_) => {
+            let _ = child.kill();
+            panic!("gatehouse serve did not report its address");
+        }
+    }
+}
 
 /// Running as root (servers that refuse root then run as another user).
 pub fn is_root() -> bool {
