@@ -590,6 +590,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/audit/verify", get(http::api::audit::verify))
         .route("/api/v1/{*rest}", any(http::api::not_found))
         .fallback(http::ops::not_found)
+        .method_not_allowed_fallback(http::api::method_not_allowed)
         .with_state(state)
 }
 

@@ -62,3 +62,18 @@ async fn served_document_is_the_committed_one() {
         gatehouse::http::api::openapi_json()
     );
 }
+
+#[tokio::test]
+async fn a_wrong_method_answers_json() {
+    let gh = Server::start("[server]\npublic_url = \"https://auth.example.com\"\n[store]\nurl = \"sqlite://{dir}/g.db\"\n").await;
+    for (m, p) in [
+        (reqwest::Method::PUT, "/api/v1/sessions"),
+        (reqwest::Method::GET, "/api/v1/allowlist/import"),
+        (reqwest::Method::POST, "/api/v1/me"),
+    ] {
+        let r = client().request(m.clone(), gh.url(p)).send().await.unwrap();
+        assert_eq!(r.status(), 405, "{m} {p}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "method_not_allowed", "{m} {p}");
+    }
+}

@@ -437,6 +437,20 @@ pub async fn me(State(st): State<AppState>, ask: Ask) -> Result<Json<serde_json:
     })))
 }
 
+/// A known path with a method it does not take: 405 in the API's error shape.
+pub async fn method_not_allowed() -> Response {
+    let mut r = (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(json!({"error": {"code": "method_not_allowed", "message": "this path does not take that method"}})),
+    )
+        .into_response();
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    r
+}
+
 /// Unknown `/api/v1` paths and methods answer in the API's error shape.
 pub async fn not_found() -> ApiError {
     ApiError::NotFound("endpoint")
