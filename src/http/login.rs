@@ -758,6 +758,9 @@ fn serde_urlencoded_form(body: &[u8]) -> Option<BackchannelForm> {
     })
 }
 
+/// How long to wait after a refresh that failed for a passing reason.
+pub const REFRESH_RETRY_SECS: i64 = 60;
+
 /// Refreshes the IdP tokens of sessions whose access token is about to expire,
 /// so that role changes at the IdP reach gatehouse. A refused refresh ends the
 /// session; an unreachable IdP is tried again on the next round.
@@ -769,7 +772,12 @@ pub async fn refresh_due_sessions(st: &Inner) {
     let inactivity = st.config.session.inactivity.as_secs() as i64;
     for live in st.sessions.due_for_refresh(now, inactivity) {
         if let Err(e) = refresh_one(st, setup, &live.id, now).await {
-            tracing::warn!(target: "gatehouse::login", session = %live.id, reason = %e, "session refresh failed");
+            // Try again in a minute, not on every 5-second round.
+            live.retry_after.store(
+                now + REFRESH_RETRY_SECS,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            tracing::warn!(target: "gatehouse::login", session = %&live.id[..16], reason = %e, "session refresh failed");
         }
     }
 }

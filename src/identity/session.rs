@@ -50,6 +50,9 @@ pub struct LiveSession {
     pub flushed_seen: AtomicI64,
     /// When the IdP's tokens should be refreshed, if there is a refresh token.
     pub refresh_at: Option<i64>,
+    /// After a refresh that failed for a passing reason (IdP unreachable), not
+    /// before this time.
+    pub retry_after: AtomicI64,
 }
 
 impl LiveSession {
@@ -75,6 +78,7 @@ impl LiveSession {
             last_seen: AtomicI64::new(r.last_seen),
             flushed_seen: AtomicI64::new(r.last_seen),
             refresh_at: r.refresh_at,
+            retry_after: AtomicI64::new(0),
         }
     }
 
@@ -239,8 +243,70 @@ impl SessionTable {
     pub fn due_for_refresh(&self, now: i64, inactivity: i64) -> Vec<Arc<LiveSession>> {
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
         map.values()
-            .filter(|s| s.refresh_at.is_some_and(|t| t <= now) && s.alive(now, inactivity))
+            .filter(|s| {
+                s.refresh_at.is_some_and(|t| t <= now)
+                    && s.retry_after.load(Ordering::Relaxed) <= now
+                    && s.alive(now, inactivity)
+            })
             .cloned()
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(cookie: &str, refresh_at: Option<i64>) -> SessionRecord {
+        SessionRecord {
+            id: session_id(cookie),
+            issuer: "i".into(),
+            subject: "alice".into(),
+            username: "alice".into(),
+            groups: vec![],
+            email: None,
+            name: None,
+            acr: None,
+            amr: vec![],
+            auth_time: Some(0),
+            sid: None,
+            client_addr: None,
+            user_agent: None,
+            created_at: 0,
+            last_seen: 0,
+            expires_at: 1000,
+            terminated_at: None,
+            terminated_by: None,
+            id_token: None,
+            refresh_token: None,
+            refresh_at,
+        }
+    }
+
+    #[test]
+    fn lookup_expiry_inactivity_and_refresh_backoff() {
+        let t = SessionTable::default();
+        let cookie = "a".repeat(43);
+        t.insert(LiveSession::from_record(&record(&cookie, Some(100))));
+        assert!(t.lookup(&cookie, 10, 60).is_ok());
+        assert_eq!(t.lookup(&"b".repeat(43), 10, 60).err(), Some(SessionMiss::Unknown));
+        assert_eq!(t.lookup("short", 10, 60).err(), Some(SessionMiss::Unknown));
+        assert!(t.lookup(&cookie, 69, 60).is_ok(), "touched at 10, idle 59 s");
+        assert_eq!(t.lookup(&cookie, 129, 60).err(), Some(SessionMiss::Inactive));
+        let other = "c".repeat(43);
+        t.insert(LiveSession::from_record(&record(&other, Some(100))));
+        assert_eq!(t.lookup(&other, 1000, 2000).err(), Some(SessionMiss::Expired));
+        // Refresh: due at 100; after a failed try, not again before retry_after.
+        let t = SessionTable::default();
+        let fresh = "d".repeat(43);
+        let mut r = record(&fresh, Some(100));
+        r.last_seen = 95;
+        t.insert(LiveSession::from_record(&r));
+        assert_eq!(t.due_for_refresh(101, 600).len(), 1);
+        t.get_by_id(&r.id).unwrap().retry_after.store(161, Ordering::Relaxed);
+        assert!(t.due_for_refresh(120, 600).is_empty());
+        assert_eq!(t.due_for_refresh(161, 600).len(), 1);
+        assert!(t.remove(&r.id));
+        assert!(t.due_for_refresh(161, 600).is_empty());
     }
 }
