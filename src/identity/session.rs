@@ -289,13 +289,25 @@ mod tests {
         let cookie = "a".repeat(43);
         t.insert(LiveSession::from_record(&record(&cookie, Some(100))));
         assert!(t.lookup(&cookie, 10, 60).is_ok());
-        assert_eq!(t.lookup(&"b".repeat(43), 10, 60).err(), Some(SessionMiss::Unknown));
+        assert_eq!(
+            t.lookup(&"b".repeat(43), 10, 60).err(),
+            Some(SessionMiss::Unknown)
+        );
         assert_eq!(t.lookup("short", 10, 60).err(), Some(SessionMiss::Unknown));
-        assert!(t.lookup(&cookie, 69, 60).is_ok(), "touched at 10, idle 59 s");
-        assert_eq!(t.lookup(&cookie, 129, 60).err(), Some(SessionMiss::Inactive));
+        assert!(
+            t.lookup(&cookie, 69, 60).is_ok(),
+            "touched at 10, idle 59 s"
+        );
+        assert_eq!(
+            t.lookup(&cookie, 129, 60).err(),
+            Some(SessionMiss::Inactive)
+        );
         let other = "c".repeat(43);
         t.insert(LiveSession::from_record(&record(&other, Some(100))));
-        assert_eq!(t.lookup(&other, 1000, 2000).err(), Some(SessionMiss::Expired));
+        assert_eq!(
+            t.lookup(&other, 1000, 2000).err(),
+            Some(SessionMiss::Expired)
+        );
         // Refresh: due at 100; after a failed try, not again before retry_after.
         let t = SessionTable::default();
         let fresh = "d".repeat(43);
@@ -303,7 +315,10 @@ mod tests {
         r.last_seen = 95;
         t.insert(LiveSession::from_record(&r));
         assert_eq!(t.due_for_refresh(101, 600).len(), 1);
-        t.get_by_id(&r.id).unwrap().retry_after.store(161, Ordering::Relaxed);
+        t.get_by_id(&r.id)
+            .unwrap()
+            .retry_after
+            .store(161, Ordering::Relaxed);
         assert!(t.due_for_refresh(120, 600).is_empty());
         assert_eq!(t.due_for_refresh(161, 600).len(), 1);
         assert!(t.remove(&r.id));
