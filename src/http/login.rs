@@ -296,7 +296,7 @@ pub async fn callback(
     q: Query<CallbackQuery>,
 ) -> Response {
     let client = request_client(&st, peer.ip(), &headers);
-    let r = callback_inner(State(st.clone()), ConnectInfo(peer), headers, q).await;
+    let r = callback_inner(&st, client, headers, q).await;
     if let Some(n) = r.extensions().get::<AuditNote>() {
         st.audit
             .record(crate::audit::NewEntry::new(
@@ -313,8 +313,8 @@ pub async fn callback(
 }
 
 async fn callback_inner(
-    State(st): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    st: &AppState,
+    client: std::net::IpAddr,
     headers: HeaderMap,
     Query(q): Query<CallbackQuery>,
 ) -> Response {
@@ -325,7 +325,6 @@ async fn callback_inner(
         );
     };
     let now = st.clock.now();
-    let client = request_client(&st, peer.ip(), &headers);
     if st.regulation.ip_banned(client, now) {
         return banned_page();
     }
@@ -335,7 +334,7 @@ async fn callback_inner(
             e,
             LoginError::StateMismatch | LoginError::IdToken(_) | LoginError::TokenEndpoint(_)
         ) {
-            note_failure(&st, Some(client), None, e.code());
+            note_failure(st, Some(client), None, e.code());
         }
         login_failed(status, &e)
     };
@@ -343,8 +342,8 @@ async fn callback_inner(
     if state.len() != 43 {
         return fail(StatusCode::BAD_REQUEST, LoginError::StateMismatch);
     }
-    let cookie_name = prelogin_cookie_name(&st, state);
-    let clear = set_cookie(&st, &cookie_name, "", 0, false);
+    let cookie_name = prelogin_cookie_name(st, state);
+    let clear = set_cookie(st, &cookie_name, "", 0, false);
     let with_clear = |mut r: Response| {
         r.headers_mut().append(header::SET_COOKIE, clear.clone());
         r
@@ -409,7 +408,7 @@ async fn callback_inner(
         Err(e) => return with_clear(fail(StatusCode::UNAUTHORIZED, e)),
     };
     let (identity, id_token) =
-        match verify_login_tokens(&st, &tokens, Some(&pre.nonce), pre.max_age, &pre.issuer).await {
+        match verify_login_tokens(st, &tokens, Some(&pre.nonce), pre.max_age, &pre.issuer).await {
             Ok(x) => x,
             Err(e) => return with_clear(fail(StatusCode::UNAUTHORIZED, e)),
         };
@@ -445,7 +444,10 @@ async fn callback_inner(
             .refresh_token
             .as_deref()
             .map(|t| st.token_sealer.seal(t.as_bytes())),
-        refresh_at: refresh_at(&tokens, now),
+        refresh_at: tokens
+            .refresh_token
+            .as_ref()
+            .map(|_| next_refresh(tokens.expires_in, now)),
     };
     {
         let _gate = st.sessions.write_gate.lock().await;
@@ -478,7 +480,7 @@ async fn callback_inner(
     let mut r = with_clear(redirect(&pre.rd));
     r.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(&st, &st.config.session.cookie_name, &cookie, lifetime, true),
+        set_cookie(st, &st.config.session.cookie_name, &cookie, lifetime, true),
     );
     r.extensions_mut().insert(AuditNote {
         actor: record.username.clone(),
@@ -493,10 +495,11 @@ async fn callback_inner(
     r
 }
 
-fn refresh_at(tokens: &TokenSet, now: i64) -> Option<i64> {
-    tokens.refresh_token.as_ref()?;
-    let life = tokens.expires_in.unwrap_or(300).clamp(30, 24 * 3600);
-    Some(now + (life - REFRESH_MARGIN_SECS).max(life / 2))
+/// When to refresh tokens that live `expires_in` seconds (default 5 minutes):
+/// a margin before they expire, and never sooner than half their life.
+fn next_refresh(expires_in: Option<i64>, now: i64) -> i64 {
+    let life = expires_in.unwrap_or(300).clamp(30, 24 * 3600);
+    now + (life - REFRESH_MARGIN_SECS).max(life / 2)
 }
 
 /// Verifies the ID token of a token response; returns the session identity.
@@ -695,7 +698,12 @@ pub async fn backchannel_logout(State(st): State<AppState>, body: axum::body::By
             now,
             &req.issuer,
             req.sid.as_deref(),
-            req.sid.is_none().then_some(()).and(req.sub.as_deref()),
+            // With a sid the sid decides (the sub is checked below).
+            if req.sid.is_none() {
+                req.sub.as_deref()
+            } else {
+                None
+            },
         )
         .await
     {
@@ -839,16 +847,16 @@ async fn refresh_one(
         }
     } else {
         // No new ID token: roles from the new access token, the rest unchanged.
-        let old = LiveSession::from_record(&rec);
         let mut claims = Map::new();
         claims.insert("sub".into(), Value::String(rec.subject.clone()));
         let access = tokens.access_token.as_deref();
         let ident =
             identity_from_tokens(st, &setup.issuer, &claims, access, rec.expires_at).await?;
-        let mut groups = ident.groups.clone();
-        if access.is_none() {
-            groups = old.identity.groups.clone();
-        }
+        let groups = if access.is_none() {
+            rec.groups.clone()
+        } else {
+            ident.groups
+        };
         (
             Identity::new(
                 rec.issuer.clone(),
@@ -885,13 +893,8 @@ async fn refresh_one(
             .as_deref()
             .map(|t| st.token_sealer.seal(t.as_bytes()))
             .or(rec.refresh_token.clone()),
-        refresh_at: refresh_at(
-            &TokenSet {
-                refresh_token: Some(String::new()),
-                ..tokens.clone()
-            },
-            now,
-        ),
+        // The old refresh token is kept when no new one came: still refreshable.
+        refresh_at: Some(next_refresh(tokens.expires_in, now)),
     };
     let _gate = st.sessions.write_gate.lock().await;
     match st.store.update_session(&rec.id, &update).await {

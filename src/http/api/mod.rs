@@ -277,7 +277,9 @@ pub async fn caller(st: &AppState, ask: &Ask) -> Result<Arc<Identity>, ApiError>
         return Err(ApiError::Banned);
     }
     let headers = &ask.headers;
-    let result = match bearer(headers) {
+    let bearer = bearer(headers);
+    let by_cookie = bearer.is_none();
+    let result = match bearer {
         Some(Err(())) => Err(("malformed_authorization", ApiError::InvalidToken)),
         Some(Ok(token)) => authenticate(st, token)
             .await
@@ -300,9 +302,7 @@ pub async fn caller(st: &AppState, ask: &Ask) -> Result<Arc<Identity>, ApiError>
     if st.regulation.user_banned(&id.user, now) {
         return Err(ApiError::Banned);
     }
-    if bearer(headers).is_none()
-        && !matches!(ask.method, Method::GET | Method::HEAD | Method::OPTIONS)
-    {
+    if by_cookie && !matches!(ask.method, Method::GET | Method::HEAD | Method::OPTIONS) {
         same_origin(st, &ask.method, headers)?;
     }
     Ok(id)
