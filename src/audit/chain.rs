@@ -267,7 +267,7 @@ pub fn verify(
     let mut count = 0i64;
     let mut prev: Option<Entry> = None;
     let mut by_seq: HashMap<i64, String> = HashMap::new();
-    let mut seen_prev: HashMap<String, i64> = HashMap::new();
+    let mut seen_prev: std::collections::HashSet<String> = Default::default();
     let fail = |count: i64, head: &Option<Entry>, b: Break| Report {
         ok: false,
         entries: count,
@@ -302,8 +302,7 @@ pub fn verify(
         if by_seq.contains_key(&e.seq) {
             return fail(count, &prev, Break::Fork { seq: e.seq });
         }
-        if let Some(&other) = seen_prev.get(&e.prev_hash) {
-            let _ = other;
+        if seen_prev.contains(&e.prev_hash) {
             return fail(count, &prev, Break::Fork { seq: e.seq });
         }
         if entry_hash(&e) != e.hash {
@@ -335,7 +334,7 @@ pub fn verify(
             }
         }
         by_seq.insert(e.seq, e.hash.clone());
-        seen_prev.insert(e.prev_hash.clone(), e.seq);
+        seen_prev.insert(e.prev_hash.clone());
         count += 1;
         prev = Some(e);
     }

@@ -688,33 +688,26 @@ impl Store {
         f: &AuditFilter,
     ) -> Result<Vec<crate::audit::Entry>, StoreError> {
         let mut q = format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE 1 = 1");
-        let mut binds: Vec<String> = vec![];
-        let mut n = 0;
-        let mut add = |q: &mut String, cond: &str, v: String, binds: &mut Vec<String>| {
-            n += 1;
-            q.push_str(&format!(" AND {cond} ${n}"));
-            binds.push(v);
-        };
-        if let Some(a) = &f.actor {
-            add(&mut q, "actor =", a.clone(), &mut binds);
+        let mut binds: Vec<&str> = vec![];
+        for (cond, v) in [
+            ("actor =", &f.actor),
+            ("action =", &f.action),
+            ("time >=", &f.since),
+            ("time <", &f.until),
+        ] {
+            if let Some(v) = v {
+                binds.push(v);
+                q.push_str(&format!(" AND {cond} ${}", binds.len()));
+            }
         }
-        if let Some(a) = &f.action {
-            add(&mut q, "action =", a.clone(), &mut binds);
-        }
-        if let Some(t) = &f.since {
-            add(&mut q, "time >=", t.clone(), &mut binds);
-        }
-        if let Some(t) = &f.until {
-            add(&mut q, "time <", t.clone(), &mut binds);
-        }
-        let mut query_text = q;
         if let Some(b) = f.before_seq {
-            query_text.push_str(&format!(" AND seq < {b}"));
+            q.push_str(&format!(" AND seq < {b}"));
         }
-        query_text.push_str(&format!(
+        q.push_str(&format!(
             " ORDER BY seq DESC LIMIT {}",
             f.limit.clamp(1, 1000)
         ));
+        let query_text = q;
         let mut query = sqlx::query(&query_text);
         for b in binds {
             query = query.bind(b);

@@ -90,21 +90,9 @@ pub async fn usage(
             t.denials += denied;
         }
     }
-    let inactivity = st.config.session.inactivity.as_secs() as i64;
-    let mut sessions: Vec<Value> = st
-        .store
-        .live_sessions(now, None)
+    let mut sessions: Vec<Value> = super::sessions::active_sessions(&st, now, None)
         .await?
         .into_iter()
-        .map(|mut s| {
-            if let Some(live) = st.sessions.get_by_id(&s.id) {
-                s.last_seen = s
-                    .last_seen
-                    .max(live.last_seen.load(std::sync::atomic::Ordering::Relaxed));
-            }
-            s
-        })
-        .filter(|s| now - s.last_seen < inactivity)
         .map(|s| json!({"id": s.id, "user": s.username, "last_seen": rfc3339(s.last_seen), "client_addr": s.client_addr}))
         .collect();
     sessions.sort_by(|a, b| b["last_seen"].as_str().cmp(&a["last_seen"].as_str()));

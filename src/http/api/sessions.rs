@@ -58,8 +58,22 @@ pub async fn list(
 ) -> Result<Json<Value>, ApiError> {
     admin(&st, &ask).await?;
     let user = checked_user(&f)?;
-    let mut sessions = st.store.live_sessions(st.clock.now(), user).await?;
-    // Last-seen times reach the store in batches; the table has the newest.
+    let sessions = active_sessions(&st, st.clock.now(), user).await?;
+    Ok(Json(
+        json!({"sessions": sessions.iter().map(session_json).collect::<Vec<_>>()}),
+    ))
+}
+
+/// Sessions alive at `now` (of one user), with the newest last-seen times: the
+/// store's, overlaid with the in-memory table's (written in batches), and
+/// without those idle past `session.inactivity`, over even if nobody said so.
+pub async fn active_sessions(
+    st: &Inner,
+    now: i64,
+    user: Option<&str>,
+) -> Result<Vec<SessionRecord>, ApiError> {
+    let inactivity = st.config.session.inactivity.as_secs() as i64;
+    let mut sessions = st.store.live_sessions(now, user).await?;
     for s in &mut sessions {
         if let Some(live) = st.sessions.get_by_id(&s.id) {
             s.last_seen = s
@@ -67,13 +81,8 @@ pub async fn list(
                 .max(live.last_seen.load(std::sync::atomic::Ordering::Relaxed));
         }
     }
-    // Idle past `session.inactivity`: over, even if nobody has said so yet.
-    let now = st.clock.now();
-    let inactivity = st.config.session.inactivity.as_secs() as i64;
     sessions.retain(|s| now - s.last_seen < inactivity);
-    Ok(Json(
-        json!({"sessions": sessions.iter().map(session_json).collect::<Vec<_>>()}),
-    ))
+    Ok(sessions)
 }
 
 async fn revoke_sids(st: &Inner, sessions: &[SessionRecord], now: i64) -> Result<(), ApiError> {
