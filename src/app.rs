@@ -594,16 +594,112 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// How long a connection may wait for, or take to send, a request's headers.
+/// Longer than the proxies' idle keep-alive (nginx 60 s, Traefik 90 s, Caddy
+/// 2 min), so the proxy closes first and never reuses a connection we are closing.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+/// How long in-flight requests get to finish after a shutdown signal.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Serves on a bound listener until `shutdown` resolves.
+///
+/// Connections are served by hyper directly. The two decision endpoints, the hot
+/// path, are answered without going through axum's router (no routing table, no
+/// boxed request body, no extensions map); everything else goes to [`router`].
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let app = router(state.clone());
+    // Dropping `stop_tx` asks every connection to finish; `close_tx.closed()`
+    // resolves once every connection task has dropped its `close_rx`.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
+    let (close_tx, close_rx) = tokio::sync::watch::channel(());
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(true);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let st = state.clone();
+        let app = app.clone();
+        let service =
+            hyper::service::service_fn(move |req| dispatch(st.clone(), app.clone(), peer, req));
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        let mut stop = stop_rx.clone();
+        let close = close_rx.clone();
+        tokio::spawn(async move {
+            let mut conn = std::pin::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(close);
+        });
+    }
+    drop(listener);
+    drop(stop_tx);
+    drop(close_rx);
+    if tokio::time::timeout(SHUTDOWN_GRACE, close_tx.closed())
         .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the shutdown grace period");
+    }
+    Ok(())
+}
+
+async fn dispatch(
+    st: AppState,
+    app: Router,
+    peer: SocketAddr,
+    req: axum::http::Request<hyper::body::Incoming>,
+) -> Result<axum::response::Response, std::convert::Infallible> {
+    match req.uri().path() {
+        "/authz/forward" => {
+            Ok(
+                http::authz::answer(&st, http::authz::Flavour::Forward, peer.ip(), req.headers())
+                    .await,
+            )
+        }
+        "/authz/nginx" => {
+            Ok(
+                http::authz::answer(&st, http::authz::Flavour::Nginx, peer.ip(), req.headers())
+                    .await,
+            )
+        }
+        _ => {
+            let mut req = req.map(axum::body::Body::new);
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            use tower::ServiceExt;
+            app.oneshot(req).await
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -61,7 +61,7 @@ pub async fn nginx(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
-    handle(&st, Flavour::Nginx, peer.ip(), req.headers()).await
+    answer(&st, Flavour::Nginx, peer.ip(), req.headers()).await
 }
 
 pub async fn forward(
@@ -69,7 +69,7 @@ pub async fn forward(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
-    handle(&st, Flavour::Forward, peer.ip(), req.headers()).await
+    answer(&st, Flavour::Forward, peer.ip(), req.headers()).await
 }
 
 /// Exactly one value of a header, as text; several values are ambiguous.
@@ -345,7 +345,8 @@ fn www_authenticate(invalid: bool) -> HeaderValue {
     })
 }
 
-async fn handle(st: &AppState, flavour: Flavour, peer: IpAddr, h: &HeaderMap) -> Response {
+/// The decision for one request, as the proxy of `flavour` expects it.
+pub async fn answer(st: &AppState, flavour: Flavour, peer: IpAddr, h: &HeaderMap) -> Response {
     let started = Instant::now();
     let now = st.clock.now();
     let mut who: Option<Arc<Identity>> = None;
