@@ -1,7 +1,6 @@
 //! Application state, the one router every test goes through, and serving with
 //! graceful shutdown.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -594,24 +593,19 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// How long a connection may wait for, or take to send, a request's headers.
-/// Longer than the proxies' idle keep-alive (nginx 60 s, Traefik 90 s, Caddy
-/// 2 min), so the proxy closes first and never reuses a connection we are closing.
-const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 /// How long in-flight requests get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Serves on a bound listener until `shutdown` resolves.
 ///
-/// Connections are served by hyper directly. The two decision endpoints, the hot
-/// path, are answered without going through axum's router (no routing table, no
-/// boxed request body, no extensions map); everything else goes to [`router`].
+/// Each connection starts on the decision fast path ([`http::wire`]) and is
+/// handed to hyper and the [`router`] at its first request of another kind.
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::rt::TokioTimer;
     let app = router(state.clone());
     // Dropping `stop_tx` asks every connection to finish; `close_tx.closed()`
     // resolves once every connection task has dropped its `close_rx`.
@@ -620,7 +614,9 @@ pub async fn serve_on(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(http::wire::HEADER_READ_TIMEOUT)
+        // A client that shuts its sending side still gets its answers.
+        .half_close(true)
         .keep_alive(true);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -637,27 +633,17 @@ pub async fn serve_on(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let st = state.clone();
-        let app = app.clone();
-        let service =
-            hyper::service::service_fn(move |req| dispatch(st.clone(), app.clone(), peer, req));
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .with_upgrades();
-        let mut stop = stop_rx.clone();
+        let conn = http::wire::serve_connection(
+            stream,
+            peer,
+            state.clone(),
+            app.clone(),
+            builder.clone(),
+            stop_rx.clone(),
+        );
         let close = close_rx.clone();
         tokio::spawn(async move {
-            let mut conn = std::pin::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = stop.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
+            conn.await;
             drop(close);
         });
     }
@@ -671,35 +657,6 @@ pub async fn serve_on(
         tracing::warn!("connections still open after the shutdown grace period");
     }
     Ok(())
-}
-
-async fn dispatch(
-    st: AppState,
-    app: Router,
-    peer: SocketAddr,
-    req: axum::http::Request<hyper::body::Incoming>,
-) -> Result<axum::response::Response, std::convert::Infallible> {
-    match req.uri().path() {
-        "/authz/forward" => {
-            Ok(
-                http::authz::answer(&st, http::authz::Flavour::Forward, peer.ip(), req.headers())
-                    .await,
-            )
-        }
-        "/authz/nginx" => {
-            Ok(
-                http::authz::answer(&st, http::authz::Flavour::Nginx, peer.ip(), req.headers())
-                    .await,
-            )
-        }
-        _ => {
-            let mut req = req.map(axum::body::Body::new);
-            req.extensions_mut()
-                .insert(axum::extract::ConnectInfo(peer));
-            use tower::ServiceExt;
-            app.oneshot(req).await
-        }
-    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -199,6 +199,9 @@ pub struct Metrics {
     pub audit_entries: DynCounter,
     /// Set when /metrics is rendered (from the session table).
     pub active_sessions: AtomicU64,
+    pub connections: AtomicU64,
+    /// Connections that left the decision fast path for the general server.
+    pub connections_general: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -231,6 +234,8 @@ impl Default for Metrics {
                 &["action"],
             ),
             active_sessions: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+            connections_general: AtomicU64::new(0),
         }
     }
 }
@@ -258,6 +263,16 @@ impl Metrics {
                 "gatehouse_token_cache_misses_total",
                 "Bearer tokens that needed full verification.",
                 &self.token_cache_misses,
+            ),
+            (
+                "gatehouse_connections_total",
+                "Connections accepted.",
+                &self.connections,
+            ),
+            (
+                "gatehouse_connections_general_total",
+                "Connections handed from the decision fast path to the general HTTP server (another endpoint, or an unusual request).",
+                &self.connections_general,
             ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}");

@@ -2,8 +2,9 @@
 //! result and reason, counted in memory (a hash and a short lock; no
 //! allocation once a key has been seen) and written to the store in batches.
 
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 
 use crate::store::UsageRow;
@@ -23,9 +24,27 @@ struct Key {
     reason: &'static str,
 }
 
+/// The map's keys are already hashes (keyed, see [`Usage::hash_of`]): used as they are.
+#[derive(Debug, Default)]
+struct PreHashed(u64);
+
+impl Hasher for PreHashed {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 #[derive(Debug, Default)]
 struct Counts {
-    by_hash: HashMap<u64, Vec<(Key, i64)>>,
+    by_hash: HashMap<u64, Vec<(Key, i64)>, BuildHasherDefault<PreHashed>>,
     keys: usize,
     /// Rows whose flush failed, to be written with the next batch.
     pending: Vec<UsageRow>,
@@ -35,15 +54,24 @@ struct Counts {
 #[derive(Debug, Default)]
 pub struct Usage {
     counts: Mutex<Counts>,
-}
-
-fn hash_of(minute: i64, user: &str, host: &str, rule: i64, result: &str, reason: &str) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (minute, user, host, rule, result, reason).hash(&mut h);
-    h.finish()
+    /// A per-process random key, so nobody can choose names that share a hash.
+    keys: RandomState,
 }
 
 impl Usage {
+    fn hash_of(
+        &self,
+        minute: i64,
+        user: &str,
+        host: &str,
+        rule: i64,
+        result: &str,
+        reason: &str,
+    ) -> u64 {
+        self.keys
+            .hash_one((minute, user, host, rule, result, reason))
+    }
+
     /// Counts one decision at `at` (Unix seconds).
     #[allow(clippy::too_many_arguments)]
     pub fn record(
@@ -64,7 +92,7 @@ impl Usage {
         } else {
             (user, host)
         };
-        let h = hash_of(minute, user, host, rule, result, reason);
+        let h = self.hash_of(minute, user, host, rule, result, reason);
         let bucket = c.by_hash.entry(h).or_default();
         for (k, n) in bucket.iter_mut() {
             if k.minute == minute

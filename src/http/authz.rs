@@ -18,7 +18,7 @@ use crate::decision::target::{
 use crate::decision::{
     decide, CredentialError, Decision, Identity, Reason, Subject, Target, TargetError,
 };
-use crate::http::login::cookie_value;
+use crate::http::login::{cookie_in, DuplicateCookie};
 
 /// Which proxy convention a request arrived under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,30 +38,24 @@ impl Flavour {
     }
 }
 
-// Pre-parsed names: looking a header up by &str re-parses and re-hashes the name.
-static X_ORIGINAL_URL: HeaderName = HeaderName::from_static("x-original-url");
-static X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
-static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-static X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
-static X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
-static X_REQUESTED_WITH: HeaderName = HeaderName::from_static("x-requested-with");
-static SEC_FETCH_MODE: HeaderName = HeaderName::from_static("sec-fetch-mode");
+// The identity headers given to the proxy, ready-made.
 static REMOTE_USER: HeaderName = HeaderName::from_static("remote-user");
 static REMOTE_GROUPS: HeaderName = HeaderName::from_static("remote-groups");
 static REMOTE_EMAIL: HeaderName = HeaderName::from_static("remote-email");
 static REMOTE_NAME: HeaderName = HeaderName::from_static("remote-name");
 
 // The handlers take the whole request rather than the `HeaderMap` extractor,
-// which would clone every header on the hot path.
+// which would clone every header on the hot path. `app::serve_on` calls
+// [`answer`] directly, before routing; these serve the router (tests, benches).
 pub async fn nginx(
     State(st): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
-    answer(&st, Flavour::Nginx, peer.ip(), req.headers()).await
+    let seen = Seen::from_map(req.headers());
+    answer(&st, Flavour::Nginx, peer.ip(), &seen)
+        .await
+        .into_response()
 }
 
 pub async fn forward(
@@ -69,32 +63,182 @@ pub async fn forward(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
-    answer(&st, Flavour::Forward, peer.ip(), req.headers()).await
+    let seen = Seen::from_map(req.headers());
+    answer(&st, Flavour::Forward, peer.ip(), &seen)
+        .await
+        .into_response()
 }
 
-/// Exactly one value of a header, as text; several values are ambiguous.
-fn single<'a>(h: &'a HeaderMap, name: &'static HeaderName) -> Result<Option<&'a str>, TargetError> {
-    let mut it = h.get_all(name).iter();
-    let first = match it.next() {
-        None => return Ok(None),
-        Some(v) => v,
-    };
-    if it.next().is_some() {
-        return Err(TargetError::DuplicateHeader(name.as_str()));
+/// The values one header name had in a request, as the decision reads them.
+#[derive(Debug, Clone, Copy, Default)]
+struct One<'a> {
+    /// The first value: `Err` when it is not visible ASCII text.
+    first: Option<Result<&'a str, ()>>,
+    count: u8,
+}
+
+impl<'a> One<'a> {
+    fn add(&mut self, v: Option<&'a str>) {
+        if self.first.is_none() {
+            self.first = Some(v.ok_or(()));
+        }
+        self.count = self.count.saturating_add(1);
     }
-    first
-        .to_str()
-        .map(Some)
-        .map_err(|_| TargetError::MissingHeader(name.as_str()))
+
+    fn present(&self) -> bool {
+        self.count > 0
+    }
+
+    /// Exactly one value, as text; several values are ambiguous.
+    fn single(&self, name: &'static str) -> Result<Option<&'a str>, TargetError> {
+        match (self.first, self.count) {
+            (None, _) => Ok(None),
+            (Some(_), 2..) => Err(TargetError::DuplicateHeader(name)),
+            (Some(Ok(v)), _) => Ok(Some(v)),
+            (Some(Err(())), _) => Err(TargetError::MissingHeader(name)),
+        }
+    }
+
+    fn required(&self, name: &'static str) -> Result<&'a str, TargetError> {
+        self.single(name)?.ok_or(TargetError::MissingHeader(name))
+    }
+
+    /// The first value when it is text (what `HeaderMap::get` would give).
+    fn first_text(&self) -> Option<&'a str> {
+        self.first.and_then(Result::ok)
+    }
 }
 
-fn required<'a>(h: &'a HeaderMap, name: &'static HeaderName) -> Result<&'a str, TargetError> {
-    single(h, name)?.ok_or(TargetError::MissingHeader(name.as_str()))
+/// Several values of one header name, in order (at most [`MANY`]).
+#[derive(Debug, Clone, Copy, Default)]
+struct Many<'a> {
+    values: [&'a str; MANY],
+    len: usize,
+    /// A value was not text, or there were more than [`MANY`].
+    unusable: bool,
 }
 
-/// The WebSocket handshake headers that survive every proxy (see PROXY-NOTES).
-fn is_websocket(h: &HeaderMap) -> bool {
-    h.contains_key(header::SEC_WEBSOCKET_KEY) && h.contains_key(header::SEC_WEBSOCKET_VERSION)
+/// More header lines of one list-valued name than any proxy sends.
+const MANY: usize = 8;
+
+impl<'a> Many<'a> {
+    fn add(&mut self, v: Option<&'a str>) {
+        match v {
+            Some(v) if self.len < MANY => {
+                self.values[self.len] = v;
+                self.len += 1;
+            }
+            _ => self.unusable = true,
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &'a str> + '_ {
+        self.values[..self.len].iter().copied()
+    }
+}
+
+/// The request headers the decision reads, gathered in one pass over the
+/// request (from hyper's `HeaderMap`, or from the parsed head on the fast path),
+/// so both paths read them the same way.
+#[derive(Debug, Default)]
+pub struct Seen<'a> {
+    x_original_url: One<'a>,
+    x_original_method: One<'a>,
+    x_real_ip: One<'a>,
+    x_forwarded_proto: One<'a>,
+    x_forwarded_host: One<'a>,
+    x_forwarded_uri: One<'a>,
+    x_forwarded_method: One<'a>,
+    x_forwarded_for: Many<'a>,
+    authorization: One<'a>,
+    cookie: Many<'a>,
+    accept: One<'a>,
+    x_requested_with: One<'a>,
+    sec_fetch_mode: One<'a>,
+    sec_websocket_key: One<'a>,
+    sec_websocket_version: One<'a>,
+}
+
+impl<'a> Seen<'a> {
+    pub fn from_map(h: &'a HeaderMap) -> Self {
+        let mut seen = Seen::default();
+        for (name, value) in h {
+            seen.add(name.as_str().as_bytes(), value.as_bytes());
+        }
+        seen
+    }
+
+    /// Adds one header line. Names compare case-insensitively; a value counts
+    /// as text by the rule of `HeaderValue::to_str` (see [`header_text`]), and
+    /// only the values of the names read here are looked at.
+    pub fn add(&mut self, name: &[u8], value: &'a [u8]) {
+        let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+        let slot = match name.len() {
+            6 if is("accept") => &mut self.accept,
+            6 if is("cookie") => {
+                // Cookie values that are not text are skipped, as cookie_value does.
+                if let Some(v) = header_text(value) {
+                    self.cookie.add(Some(v));
+                }
+                return;
+            }
+            9 if is("x-real-ip") => &mut self.x_real_ip,
+            13 if is("authorization") => &mut self.authorization,
+            14 if is("x-original-url") => &mut self.x_original_url,
+            14 if is("sec-fetch-mode") => &mut self.sec_fetch_mode,
+            15 if is("x-forwarded-for") => {
+                self.x_forwarded_for.add(header_text(value));
+                return;
+            }
+            15 if is("x-forwarded-uri") => &mut self.x_forwarded_uri,
+            16 if is("x-forwarded-host") => &mut self.x_forwarded_host,
+            16 if is("x-requested-with") => &mut self.x_requested_with,
+            17 if is("x-forwarded-proto") => &mut self.x_forwarded_proto,
+            17 if is("x-original-method") => &mut self.x_original_method,
+            17 if is("sec-websocket-key") => &mut self.sec_websocket_key,
+            18 if is("x-forwarded-method") => &mut self.x_forwarded_method,
+            21 if is("sec-websocket-version") => &mut self.sec_websocket_version,
+            _ => return,
+        };
+        slot.add(header_text(value));
+    }
+
+    /// The WebSocket handshake headers that survive every proxy (see PROXY-NOTES).
+    fn is_websocket(&self) -> bool {
+        self.sec_websocket_key.present() && self.sec_websocket_version.present()
+    }
+
+    /// The session cookie; several `Cookie` lines beyond [`MANY`] are refused.
+    fn cookie(&self, name: &str) -> Result<Option<&'a str>, DuplicateCookie> {
+        if self.cookie.unusable {
+            return Err(DuplicateCookie);
+        }
+        cookie_in(self.cookie.iter(), name)
+    }
+
+    /// See [`bearer`].
+    fn bearer(&self) -> Option<Result<&'a str, ()>> {
+        match (self.authorization.first, self.authorization.count) {
+            (None, _) => None,
+            (Some(_), 2..) => Some(Err(())),
+            (Some(Err(())), _) => Some(Err(())),
+            (Some(Ok(s)), _) => bearer_text(s),
+        }
+    }
+}
+
+/// A header value as text, by the rule of `HeaderValue::to_str`: visible ASCII
+/// and tabs only.
+pub fn header_text(v: &[u8]) -> Option<&str> {
+    // No early exit, so the check runs a vector's width at a time (tokens are long).
+    let visible = v
+        .iter()
+        .fold(true, |ok, &b| ok & ((b == b'\t') | (32..127).contains(&b)));
+    if visible {
+        std::str::from_utf8(v).ok()
+    } else {
+        None
+    }
 }
 
 /// Reads the proxy's description of the request. Forwarded headers count only
@@ -103,28 +247,30 @@ pub fn parse_target(
     flavour: Flavour,
     trusted: &[ipnet::IpNet],
     peer: IpAddr,
-    h: &HeaderMap,
+    h: &Seen<'_>,
     now: i64,
 ) -> Result<Target, TargetError> {
     let peer = peer.to_canonical();
     if !crate::decision::target::in_nets(peer, trusted) {
         return Err(TargetError::UntrustedCaller);
     }
-    let xff_values = h.get_all(&X_FORWARDED_FOR);
-    if xff_values.iter().any(|v| v.to_str().is_err()) {
+    if h.x_forwarded_for.unusable {
         return Err(TargetError::BadForwardedFor);
     }
-    let xff = || xff_values.iter().filter_map(|v| v.to_str().ok());
-    let has_xff = xff_values.iter().next().is_some();
+    let xff = || h.x_forwarded_for.iter();
+    let has_xff = h.x_forwarded_for.len > 0;
     let (scheme, authority, path_and_query, method, client) = match flavour {
         Flavour::Nginx => {
-            let url = required(h, &X_ORIGINAL_URL)?;
+            let url = h.x_original_url.required("x-original-url")?;
             let (scheme, authority, pq) = split_absolute_url(url)?;
-            let method = single(h, &X_ORIGINAL_METHOD)?.unwrap_or("GET");
+            let method = h
+                .x_original_method
+                .single("x-original-method")?
+                .unwrap_or("GET");
             let client = if has_xff {
                 client_address(peer, trusted, xff())?
             } else {
-                match single(h, &X_REAL_IP)? {
+                match h.x_real_ip.single("x-real-ip")? {
                     Some(ip) => client_address(peer, trusted, [ip])?,
                     None => peer,
                 }
@@ -132,10 +278,10 @@ pub fn parse_target(
             (scheme, authority, pq, method, client)
         }
         Flavour::Forward => {
-            let scheme = Scheme::parse(required(h, &X_FORWARDED_PROTO)?)?;
-            let authority = required(h, &X_FORWARDED_HOST)?;
-            let uri = required(h, &X_FORWARDED_URI)?;
-            let method = required(h, &X_FORWARDED_METHOD)?;
+            let scheme = Scheme::parse(h.x_forwarded_proto.required("x-forwarded-proto")?)?;
+            let authority = h.x_forwarded_host.required("x-forwarded-host")?;
+            let uri = h.x_forwarded_uri.required("x-forwarded-uri")?;
+            let method = h.x_forwarded_method.required("x-forwarded-method")?;
             let client = client_address(peer, trusted, xff())?;
             (scheme, authority, uri, method, client)
         }
@@ -150,7 +296,7 @@ pub fn parse_target(
         raw_path_and_query: path_and_query.to_string(),
         method: canonical_method(method)?,
         client,
-        websocket: is_websocket(h),
+        websocket: h.is_websocket(),
         at: now,
     })
 }
@@ -163,15 +309,20 @@ pub fn bearer(h: &HeaderMap) -> Option<Result<&str, ()>> {
     match (auth.next(), auth.next()) {
         (Some(_), Some(_)) => Some(Err(())),
         (Some(v), None) => match v.to_str() {
-            Ok(s) => match s.split_once(' ') {
-                Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => {
-                    let t = rest.trim();
-                    Some(if t.is_empty() { Err(()) } else { Ok(t) })
-                }
-                _ => None,
-            },
+            Ok(s) => bearer_text(s),
             Err(_) => Some(Err(())),
         },
+        _ => None,
+    }
+}
+
+/// [`bearer`] for the one `Authorization` value, as text.
+fn bearer_text(s: &str) -> Option<Result<&str, ()>> {
+    match s.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => {
+            let t = rest.trim();
+            Some(if t.is_empty() { Err(()) } else { Ok(t) })
+        }
         _ => None,
     }
 }
@@ -218,13 +369,13 @@ pub fn session_subject(st: &Inner, value: &str, now: i64) -> Result<Arc<Identity
 /// session cookie, then `?token=` on WebSocket upgrades.
 async fn identify(
     st: &AppState,
-    h: &HeaderMap,
+    h: &Seen<'_>,
     target: &Target,
 ) -> (Subject, Source, Option<&'static str>) {
     let query_token;
-    let (token, source) = match bearer(h) {
+    let (token, source) = match h.bearer() {
         Some(t) => (Some(t), Source::Bearer),
-        None => match cookie_value(h, &st.config.session.cookie_name) {
+        None => match h.cookie(&st.config.session.cookie_name) {
             Err(_) => (Some(Err(())), Source::Session),
             Ok(Some(v)) => {
                 return match session_subject(st, v, target.at) {
@@ -280,17 +431,21 @@ fn ws_query_token(path_and_query: &str) -> Option<Result<String, ()>> {
 }
 
 /// A browser navigation gets a redirect to the login page; API clients get 401.
-fn is_browser_navigation(h: &HeaderMap, target: &Target) -> bool {
-    if target.websocket || h.contains_key(header::AUTHORIZATION) {
+fn is_browser_navigation(h: &Seen<'_>, target: &Target) -> bool {
+    if target.websocket || h.authorization.present() {
         return false;
     }
-    let hv = |n: &HeaderName| h.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if hv(&X_REQUESTED_WITH).eq_ignore_ascii_case("xmlhttprequest") {
+    if h.x_requested_with
+        .first_text()
+        .unwrap_or("")
+        .eq_ignore_ascii_case("xmlhttprequest")
+    {
         return false;
     }
-    match h.get(&SEC_FETCH_MODE).and_then(|v| v.to_str().ok()) {
+    // A value that is not text counts as absent, as `HeaderMap::get` + `to_str`.
+    match h.sec_fetch_mode.first_text() {
         Some(mode) => mode.eq_ignore_ascii_case("navigate"),
-        None => hv(&header::ACCEPT).contains("text/html"),
+        None => h.accept.first_text().unwrap_or("").contains("text/html"),
     }
 }
 
@@ -301,52 +456,176 @@ fn login_url(st: &AppState, target: &Target, step_up: bool) -> String {
     format!("{}/login?rd={rd}{extra}", st.public_base)
 }
 
+/// What a decision endpoint answers, before it takes a wire form: an axum
+/// response ([`Verdict::into_response`]) or HTTP/1.1 bytes on the fast path
+/// ([`Verdict::encode`]). Both come from the same fields, so they cannot differ.
+#[derive(Debug)]
+pub struct Verdict {
+    pub status: StatusCode,
+    /// Allowed with an identity: its ready `Remote-*` values.
+    identity: Option<Arc<Identity>>,
+    location: Option<HeaderValue>,
+    www_authenticate: Option<&'static str>,
+    /// A JSON error body: code and message.
+    error: Option<(&'static str, &'static str)>,
+}
+
+const CHALLENGE: &str = "Bearer realm=\"gatehouse\"";
+const CHALLENGE_INVALID: &str = "Bearer realm=\"gatehouse\", error=\"invalid_token\"";
+
+impl Verdict {
+    fn plain(status: StatusCode) -> Self {
+        Verdict {
+            status,
+            identity: None,
+            location: None,
+            www_authenticate: None,
+            error: None,
+        }
+    }
+
+    fn error(status: StatusCode, code: &'static str, message: &'static str) -> Self {
+        Verdict {
+            error: Some((code, message)),
+            ..Verdict::plain(status)
+        }
+    }
+
+    fn challenge(mut self, invalid: bool) -> Self {
+        self.www_authenticate = Some(if invalid {
+            CHALLENGE_INVALID
+        } else {
+            CHALLENGE
+        });
+        self
+    }
+
+    /// The identity headers to copy upstream, with their values.
+    fn identity_headers(&self) -> impl Iterator<Item = (&'static HeaderName, &HeaderValue)> {
+        // decide() refused identities whose values are not header-safe; the values
+        // were built once, with the identity.
+        self.identity.iter().flat_map(|id| {
+            [&REMOTE_USER, &REMOTE_GROUPS, &REMOTE_EMAIL, &REMOTE_NAME]
+                .into_iter()
+                .zip(&id.header_values)
+                .filter_map(|(name, v)| v.as_ref().map(|v| (name, v)))
+        })
+    }
+
+    fn body(&self) -> Vec<u8> {
+        match self.error {
+            Some((code, message)) => {
+                serde_json::json!({"error": {"code": code, "message": message}})
+                    .to_string()
+                    .into_bytes()
+            }
+            None => Vec::new(),
+        }
+    }
+
+    pub fn into_response(self) -> Response {
+        let body = self.body();
+        let mut resp = if body.is_empty() {
+            self.status.into_response()
+        } else {
+            (
+                self.status,
+                [(header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response()
+        };
+        let hm = resp.headers_mut();
+        for (name, v) in self.identity_headers() {
+            hm.insert(name.clone(), v.clone());
+        }
+        if let Some(c) = self.www_authenticate {
+            hm.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(c));
+        }
+        if let Some(l) = self.location {
+            hm.insert(header::LOCATION, l);
+        }
+        resp
+    }
+
+    /// Appends the whole HTTP/1.1 response to `out`: status line, headers (with
+    /// `date`, and `connection: close` when the connection ends after it), body.
+    pub fn encode(&self, out: &mut Vec<u8>, date: &[u8], close: bool) {
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(self.status.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(
+            self.status
+                .canonical_reason()
+                .unwrap_or("Unknown")
+                .as_bytes(),
+        );
+        out.extend_from_slice(b"\r\n");
+        let mut line = |name: &[u8], value: &[u8]| {
+            out.extend_from_slice(name);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        };
+        // The order into_response gives hyper.
+        let body = self.body();
+        if !body.is_empty() {
+            line(b"content-type", b"application/json");
+        }
+        for (name, v) in self.identity_headers() {
+            line(name.as_str().as_bytes(), v.as_bytes());
+        }
+        if let Some(c) = self.www_authenticate {
+            line(b"www-authenticate", c.as_bytes());
+        }
+        if let Some(l) = &self.location {
+            line(b"location", l.as_bytes());
+        }
+        if close {
+            line(b"connection", b"close");
+        }
+        let mut len = [0u8; 20];
+        line(b"content-length", decimal(body.len(), &mut len));
+        line(b"date", date);
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&body);
+    }
+}
+
+/// `n` in decimal, written into `buf`.
+fn decimal(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
 /// A redirect to the login page in the shape each flavour's proxy passes on:
 /// 302/303 for Caddy and Traefik, 401 with `Location` for nginx's `error_page`.
-fn login_redirect(flavour: Flavour, target: &Target, login: &str, invalid: bool) -> Response {
-    let mut resp = match flavour {
-        Flavour::Forward => match target.method.as_str() {
+fn login_redirect(flavour: Flavour, target: &Target, login: &str, invalid: bool) -> Verdict {
+    let mut v = match flavour {
+        Flavour::Forward => Verdict::plain(match target.method.as_str() {
             "GET" | "HEAD" => StatusCode::FOUND,
             _ => StatusCode::SEE_OTHER,
-        }
-        .into_response(),
-        Flavour::Nginx => {
-            let mut r = json_error(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                "login required",
-            );
-            r.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, www_authenticate(invalid));
-            r
-        }
+        }),
+        Flavour::Nginx => Verdict::error(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "login required",
+        )
+        .challenge(invalid),
     };
-    if let Ok(v) = HeaderValue::from_str(login) {
-        resp.headers_mut().insert(header::LOCATION, v);
-    }
-    resp
-}
-
-fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = serde_json::json!({"error": {"code": code, "message": message}});
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
-}
-
-fn www_authenticate(invalid: bool) -> HeaderValue {
-    HeaderValue::from_static(if invalid {
-        "Bearer realm=\"gatehouse\", error=\"invalid_token\""
-    } else {
-        "Bearer realm=\"gatehouse\""
-    })
+    v.location = HeaderValue::from_str(login).ok();
+    v
 }
 
 /// The decision for one request, as the proxy of `flavour` expects it.
-pub async fn answer(st: &AppState, flavour: Flavour, peer: IpAddr, h: &HeaderMap) -> Response {
+pub async fn answer(st: &AppState, flavour: Flavour, peer: IpAddr, h: &Seen<'_>) -> Verdict {
     let started = Instant::now();
     let now = st.clock.now();
     let mut who: Option<Arc<Identity>> = None;
@@ -433,37 +712,19 @@ fn log_denial(
     );
 }
 
-fn identity_headers(resp: &mut Response, id: &crate::decision::Identity) {
-    // decide() refused identities whose values are not header-safe; the values
-    // were built once, with the identity.
-    let hm = resp.headers_mut();
-    hm.reserve(4);
-    for (name, v) in [&REMOTE_USER, &REMOTE_GROUPS, &REMOTE_EMAIL, &REMOTE_NAME]
-        .into_iter()
-        .zip(&id.header_values)
-    {
-        if let Some(v) = v {
-            hm.insert(name.clone(), v.clone());
-        }
-    }
-}
-
 fn respond(
     st: &AppState,
     flavour: Flavour,
     d: &Decision,
     target: Option<&Target>,
     source: Source,
-    h: &HeaderMap,
-) -> Response {
+    h: &Seen<'_>,
+) -> Verdict {
     match d {
-        Decision::Allow { identity, .. } => {
-            let mut resp = StatusCode::OK.into_response();
-            if let Some(id) = identity {
-                identity_headers(&mut resp, id);
-            }
-            resp
-        }
+        Decision::Allow { identity, .. } => Verdict {
+            identity: identity.clone(),
+            ..Verdict::plain(StatusCode::OK)
+        },
         Decision::Unauthenticated { reason, .. } => {
             let invalid = *reason == Reason::InvalidCredentials;
             match target.filter(|t| is_browser_navigation(h, t)) {
@@ -477,10 +738,7 @@ fn respond(
                     } else {
                         ("unauthenticated", "credentials are required")
                     };
-                    let mut resp = json_error(StatusCode::UNAUTHORIZED, code, msg);
-                    resp.headers_mut()
-                        .insert(header::WWW_AUTHENTICATE, www_authenticate(invalid));
-                    resp
+                    Verdict::error(StatusCode::UNAUTHORIZED, code, msg).challenge(invalid)
                 }
             }
         }
@@ -502,7 +760,7 @@ fn respond(
                 Reason::Banned => "too many refused credentials; try again later",
                 _ => "access denied",
             };
-            json_error(StatusCode::FORBIDDEN, reason.as_str(), msg)
+            Verdict::error(StatusCode::FORBIDDEN, reason.as_str(), msg)
         }
     }
 }
@@ -520,6 +778,11 @@ mod tests {
             );
         }
         h
+    }
+
+    fn seen(pairs: &[(&str, &str)]) -> Seen<'static> {
+        // Leaked: a test-only convenience so the view can outlive the map.
+        Seen::from_map(Box::leak(Box::new(hm(pairs))))
     }
 
     fn trusted() -> Vec<ipnet::IpNet> {
@@ -540,7 +803,7 @@ mod tests {
             ("x-original-url", "https://evil.example.com/admin"),
             ("x-real-ip", "7.7.7.7"),
         ]);
-        let t = parse_target(Flavour::Forward, &trusted(), LO, &h, 0).unwrap();
+        let t = parse_target(Flavour::Forward, &trusted(), LO, &Seen::from_map(&h), 0).unwrap();
         assert_eq!(t.host, "app.example.com");
         assert_eq!(t.path, "/b");
         assert_eq!(t.raw_path_and_query, "/a/../b?x=1");
@@ -556,7 +819,7 @@ mod tests {
             ("x-original-method", "GET"),
             ("x-real-ip", "198.51.100.3"),
         ]);
-        let t = parse_target(Flavour::Nginx, &trusted(), LO, &h, 0).unwrap();
+        let t = parse_target(Flavour::Nginx, &trusted(), LO, &Seen::from_map(&h), 0).unwrap();
         assert_eq!(
             (t.host.as_str(), t.path.as_str()),
             ("app.example.com", "/x")
@@ -572,22 +835,48 @@ mod tests {
             ("x-forwarded-uri", "/"),
             ("x-forwarded-method", "GET"),
         ];
-        assert!(parse_target(Flavour::Forward, &trusted(), LO, &hm(&base), 0).is_ok());
+        assert!(parse_target(
+            Flavour::Forward,
+            &trusted(),
+            LO,
+            &Seen::from_map(&hm(&base)),
+            0
+        )
+        .is_ok());
         // untrusted peer: nothing is believed
         let other: IpAddr = "192.0.2.1".parse().unwrap();
         assert_eq!(
-            parse_target(Flavour::Forward, &trusted(), other, &hm(&base), 0),
+            parse_target(
+                Flavour::Forward,
+                &trusted(),
+                other,
+                &Seen::from_map(&hm(&base)),
+                0
+            ),
             Err(TargetError::UntrustedCaller)
         );
         for (i, _) in base.iter().enumerate() {
             let mut missing = base.to_vec();
             missing.remove(i);
-            assert!(parse_target(Flavour::Forward, &trusted(), LO, &hm(&missing), 0).is_err());
+            assert!(parse_target(
+                Flavour::Forward,
+                &trusted(),
+                LO,
+                &Seen::from_map(&hm(&missing)),
+                0
+            )
+            .is_err());
         }
         let mut dup = base.to_vec();
         dup.push(("x-forwarded-host", "evil.example.com"));
         assert_eq!(
-            parse_target(Flavour::Forward, &trusted(), LO, &hm(&dup), 0),
+            parse_target(
+                Flavour::Forward,
+                &trusted(),
+                LO,
+                &Seen::from_map(&hm(&dup)),
+                0
+            ),
             Err(TargetError::DuplicateHeader("x-forwarded-host"))
         );
         for (k, v) in [
@@ -602,14 +891,21 @@ mod tests {
                 base.iter().filter(|(n, _)| *n != k).copied().collect();
             bad.push((k, v));
             assert!(
-                parse_target(Flavour::Forward, &trusted(), LO, &hm(&bad), 0).is_err(),
+                parse_target(
+                    Flavour::Forward,
+                    &trusted(),
+                    LO,
+                    &Seen::from_map(&hm(&bad)),
+                    0
+                )
+                .is_err(),
                 "{k}: {v}"
             );
         }
         // nginx flavour needs X-Original-URL and ignores X-Forwarded-Uri
         let h = hm(&[("x-forwarded-uri", "/"), ("x-forwarded-host", "a.com")]);
         assert_eq!(
-            parse_target(Flavour::Nginx, &trusted(), LO, &h, 0),
+            parse_target(Flavour::Nginx, &trusted(), LO, &Seen::from_map(&h), 0),
             Err(TargetError::MissingHeader("x-original-url"))
         );
     }
@@ -635,30 +931,30 @@ mod tests {
             at: 0,
         };
         assert!(is_browser_navigation(
-            &hm(&[("accept", "text/html,application/xhtml+xml")]),
+            &seen(&[("accept", "text/html,application/xhtml+xml")]),
             &t
         ));
         assert!(is_browser_navigation(
-            &hm(&[("sec-fetch-mode", "navigate")]),
+            &seen(&[("sec-fetch-mode", "navigate")]),
             &t
         ));
         assert!(!is_browser_navigation(
-            &hm(&[("sec-fetch-mode", "cors"), ("accept", "text/html")]),
+            &seen(&[("sec-fetch-mode", "cors"), ("accept", "text/html")]),
             &t
         ));
         assert!(!is_browser_navigation(
-            &hm(&[("accept", "application/json")]),
+            &seen(&[("accept", "application/json")]),
             &t
         ));
         assert!(!is_browser_navigation(
-            &hm(&[
+            &seen(&[
                 ("accept", "text/html"),
                 ("x-requested-with", "XMLHttpRequest")
             ]),
             &t
         ));
         assert!(!is_browser_navigation(
-            &hm(&[("accept", "text/html"), ("authorization", "Bearer x")]),
+            &seen(&[("accept", "text/html"), ("authorization", "Bearer x")]),
             &t
         ));
     }

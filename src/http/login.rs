@@ -33,11 +33,22 @@ pub struct DuplicateCookie;
 /// The value of one cookie; `Err` when the name appears more than once (a
 /// second cookie with our name, e.g. set by a sibling subdomain, is ambiguous).
 pub fn cookie_value<'a>(h: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, DuplicateCookie> {
+    cookie_in(
+        h.get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+        name,
+    )
+}
+
+/// [`cookie_value`] over `Cookie` header values already read as text (values
+/// that are not text are skipped by the caller).
+pub fn cookie_in<'a>(
+    values: impl Iterator<Item = &'a str>,
+    name: &str,
+) -> Result<Option<&'a str>, DuplicateCookie> {
     let mut found = None;
-    for v in h.get_all(header::COOKIE) {
-        let Ok(v) = v.to_str() else {
-            continue;
-        };
+    for v in values {
         for pair in v.split(';') {
             let (k, val) = match pair.trim().split_once('=') {
                 Some(kv) => kv,

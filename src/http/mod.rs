@@ -4,3 +4,4 @@ pub mod api;
 pub mod authz;
 pub mod login;
 pub mod ops;
+pub mod wire;

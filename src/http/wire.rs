@@ -1,0 +1,338 @@
+//! Serving one connection. A proxy's keep-alive connection to the decision
+//! endpoints carries one simple request shape, thousands of times a second: a
+//! bodiless HTTP/1.1 request to `/authz/forward` or `/authz/nginx`. Those are
+//! parsed here with `httparse` (the parser hyper itself uses) into a stack
+//! array, decided, and answered from one reusable buffer: no `HeaderMap`, no
+//! per-request task machinery. Anything else — another path, a body, an upgrade,
+//! HTTP/1.0, `Expect`, a head that does not parse — hands the connection, with
+//! the bytes already read, to hyper and axum for the rest of its life, and hyper
+//! answers as it always would (the decision endpoints there give the same
+//! [`Verdict`](crate::http::authz::Verdict); `tests/wire.rs` compares the two).
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::app::AppState;
+use crate::http::authz::{answer, header_text, Flavour, Seen};
+
+/// How long a connection may wait for, or take to send, a request's headers.
+/// Longer than the proxies' idle keep-alive (nginx 60 s, Traefik 90 s, Caddy
+/// 2 min), so the proxy closes first and never reuses a connection we are closing.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Header lines the fast path parses; a request with more goes to hyper (which
+/// allows 100 and answers 431 beyond).
+const MAX_HEADERS: usize = 64;
+/// Head bytes the fast path waits for; a longer head goes to hyper.
+const MAX_HEAD: usize = 16 * 1024;
+const READ_CHUNK: usize = 4096;
+
+/// What to do with the bytes read so far.
+enum Step {
+    /// Answered (the response is in `out`); `len` bytes of the buffer were used.
+    Answered {
+        len: usize,
+        close: bool,
+    },
+    NeedMore,
+    HandOff,
+}
+
+/// Serves one accepted connection until it closes, `stop` fires while it is
+/// idle, or it is handed to hyper (which then takes `stop` over).
+pub async fn serve_connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    st: AppState,
+    app: Router,
+    builder: hyper::server::conn::http1::Builder,
+    mut stop: tokio::sync::watch::Receiver<()>,
+) {
+    st.metrics.connections.fetch_add(1, Ordering::Relaxed);
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut out: Vec<u8> = Vec::with_capacity(512);
+    // One timer and one stop registration per connection, not per request: the
+    // timer is re-armed only when it fires before the (moving) deadline.
+    let mut deadline = Instant::now() + HEADER_READ_TIMEOUT;
+    let timer = tokio::time::sleep(HEADER_READ_TIMEOUT);
+    tokio::pin!(timer);
+    let stopped = stop.changed();
+    tokio::pin!(stopped);
+    let mut stopping = false;
+    loop {
+        let step = if buf.is_empty() {
+            Step::NeedMore
+        } else {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut req = httparse::Request::new(&mut headers);
+            match req.parse(&buf) {
+                Ok(httparse::Status::Complete(len)) => match fast_request(&req) {
+                    Some((flavour, close)) => {
+                        let mut seen = Seen::default();
+                        for h in req.headers.iter() {
+                            seen.add(h.name.as_bytes(), h.value);
+                        }
+                        let verdict = answer(&st, flavour, peer.ip(), &seen).await;
+                        out.clear();
+                        verdict.encode(&mut out, &http_date(), close || stopping);
+                        Step::Answered { len, close }
+                    }
+                    None => Step::HandOff,
+                },
+                Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => Step::NeedMore,
+                // Malformed, too many headers, too long: hyper answers those.
+                _ => Step::HandOff,
+            }
+        };
+        match step {
+            Step::Answered { len, close } => {
+                if stream.write_all(&out).await.is_err() {
+                    return;
+                }
+                if close || stopping {
+                    let _ = stream.shutdown().await;
+                    return;
+                }
+                buf.drain(..len);
+                deadline = Instant::now() + HEADER_READ_TIMEOUT;
+                // A pipelined request may already be in the buffer.
+            }
+            Step::HandOff => break,
+            Step::NeedMore => {
+                if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+                    buf.reserve(READ_CHUNK);
+                }
+                tokio::select! {
+                    biased;
+                    _ = &mut stopped, if !stopping => {
+                        stopping = true;
+                        if buf.is_empty() {
+                            return;
+                        }
+                    }
+                    r = stream.read_buf(&mut buf) => match r {
+                        // The client is done; a partial head is hyper's to answer.
+                        Ok(0) if !buf.is_empty() => break,
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    },
+                    _ = &mut timer => {
+                        let now = Instant::now();
+                        if now >= deadline {
+                            return;
+                        }
+                        timer.as_mut().reset(tokio::time::Instant::from_std(deadline));
+                    }
+                }
+            }
+        }
+    }
+    // Hyper from here on, starting with the bytes already read.
+    st.metrics
+        .connections_general
+        .fetch_add(1, Ordering::Relaxed);
+    let io = TokioIo::new(Rewind {
+        pre: buf,
+        pos: 0,
+        inner: stream,
+    });
+    let service =
+        hyper::service::service_fn(move |req| dispatch(st.clone(), app.clone(), peer, req));
+    let conn = builder.serve_connection(io, service).with_upgrades();
+    tokio::pin!(conn);
+    let result = if stopping {
+        conn.as_mut().graceful_shutdown();
+        conn.await
+    } else {
+        tokio::select! {
+            r = conn.as_mut() => r,
+            _ = &mut stopped => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// The fast path takes a complete head only when it is a decision request with
+/// nothing unusual about its framing: HTTP/1.1, a plain method, the exact path
+/// (with at most a plain query), no body, no upgrade, no `Expect`. Returns the
+/// flavour and whether the client asked to close.
+fn fast_request(req: &httparse::Request<'_, '_>) -> Option<(Flavour, bool)> {
+    if req.version != Some(1) {
+        return None;
+    }
+    match req.method? {
+        "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => {}
+        _ => return None,
+    }
+    let target = req.path?;
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    let flavour = match path {
+        "/authz/forward" => Flavour::Forward,
+        "/authz/nginx" => Flavour::Nginx,
+        _ => return None,
+    };
+    if let Some(q) = query {
+        // Only what every URI parser reads the same way.
+        let plain = |b: u8| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:@/?".contains(&b);
+        if !q.bytes().all(plain) {
+            return None;
+        }
+    }
+    let mut close = false;
+    let mut content_length = false;
+    for h in req.headers.iter() {
+        let name = h.name.as_bytes();
+        let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+        match name.len() {
+            14 if is("content-length") => {
+                if content_length || h.value != b"0" {
+                    return None;
+                }
+                content_length = true;
+            }
+            17 if is("transfer-encoding") => return None,
+            7 if is("upgrade") => return None,
+            6 if is("expect") => return None,
+            10 if is("connection") => {
+                for token in header_text(h.value)?.split(',') {
+                    let token = token.trim();
+                    if token.eq_ignore_ascii_case("close") {
+                        close = true;
+                    } else if !token.eq_ignore_ascii_case("keep-alive") {
+                        return None;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Some((flavour, close))
+}
+
+/// Routes a request that hyper parsed: the decision endpoints directly, the
+/// rest through axum's router with the peer address.
+pub async fn dispatch(
+    st: AppState,
+    app: Router,
+    peer: SocketAddr,
+    req: axum::http::Request<hyper::body::Incoming>,
+) -> Result<axum::response::Response, std::convert::Infallible> {
+    let flavour = match req.uri().path() {
+        "/authz/forward" => Some(Flavour::Forward),
+        "/authz/nginx" => Some(Flavour::Nginx),
+        _ => None,
+    };
+    match flavour {
+        Some(flavour) => {
+            let seen = Seen::from_map(req.headers());
+            Ok(answer(&st, flavour, peer.ip(), &seen).await.into_response())
+        }
+        None => {
+            let mut req = req.map(axum::body::Body::new);
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            use tower::ServiceExt;
+            app.oneshot(req).await
+        }
+    }
+}
+
+/// The current `Date` header value, formatted once a second per thread.
+fn http_date() -> [u8; 29] {
+    use std::cell::Cell;
+    thread_local! {
+        static CACHED: Cell<(u64, [u8; 29])> = const { Cell::new((u64::MAX, [0; 29])) };
+    }
+    let now = std::time::SystemTime::now();
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    CACHED.with(|c| {
+        let (at, date) = c.get();
+        if at == secs {
+            return date;
+        }
+        let mut fresh = [0u8; 29];
+        let text = httpdate::fmt_http_date(now);
+        if text.len() == fresh.len() {
+            fresh.copy_from_slice(text.as_bytes());
+        }
+        c.set((secs, fresh));
+        fresh
+    })
+}
+
+/// A stream that first yields bytes already read from it.
+struct Rewind {
+    pre: Vec<u8>,
+    pos: usize,
+    inner: TcpStream,
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.pos < this.pre.len() {
+            let n = buf.remaining().min(this.pre.len() - this.pos);
+            buf.put_slice(&this.pre[this.pos..this.pos + n]);
+            this.pos += n;
+            if this.pos == this.pre.len() {
+                this.pre = Vec::new();
+                this.pos = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
