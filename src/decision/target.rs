@@ -123,7 +123,8 @@ pub fn canonical_host(raw: &str, scheme: Scheme) -> Result<(String, Option<u16>)
     if raw.is_empty() || raw.len() > MAX_HOST_LEN + 7 {
         return Err(TargetError::BadHost);
     }
-    if raw.contains('@') {
+    // Byte loops rather than `str` searches: this runs on every decision.
+    if raw.bytes().any(|b| b == b'@') {
         return Err(TargetError::UserInfo);
     }
     let (name, port) = if let Some(rest) = raw.strip_prefix('[') {
@@ -140,30 +141,43 @@ pub fn canonical_host(raw: &str, scheme: Scheme) -> Result<(String, Option<u16>)
         };
         (format!("[{addr}]"), port)
     } else {
-        let (name, port) = match raw.rsplit_once(':') {
-            Some((n, p)) => (n, Some(parse_port(p)?)),
+        let (name, port) = match raw.bytes().rposition(|b| b == b':') {
+            Some(i) => (&raw[..i], Some(parse_port(&raw[i + 1..])?)),
             None => (raw, None),
         };
         let name = name.strip_suffix('.').unwrap_or(name);
-        if name.is_empty() || name.len() > MAX_HOST_LEN {
+        if name.is_empty() || name.len() > MAX_HOST_LEN || !valid_labels(name.as_bytes()) {
             return Err(TargetError::BadHost);
-        }
-        for label in name.split('.') {
-            if label.is_empty()
-                || label.len() > 63
-                || label.starts_with('-')
-                || label.ends_with('-')
-                || !label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            {
-                return Err(TargetError::BadHost);
-            }
         }
         (name.to_ascii_lowercase(), port)
     };
     let port = port.filter(|p| *p != scheme.default_port());
     Ok((name, port))
+}
+
+/// Dot-separated labels of 1 to 63 letters, digits, `-` and `_`, neither
+/// starting nor ending with `-`.
+fn valid_labels(name: &[u8]) -> bool {
+    let mut len = 0usize;
+    let mut prev = b'.';
+    for &b in name {
+        if b == b'.' {
+            if len == 0 || prev == b'-' {
+                return false;
+            }
+            len = 0;
+        } else {
+            if !(b.is_ascii_alphanumeric() || b == b'-' || b == b'_') || (len == 0 && b == b'-') {
+                return false;
+            }
+            len += 1;
+            if len > 63 {
+                return false;
+            }
+        }
+        prev = b;
+    }
+    len > 0 && prev != b'-'
 }
 
 fn parse_port(p: &str) -> Result<u16, TargetError> {
@@ -464,6 +478,12 @@ mod tests {
             ),
             ("[::1]:8080", Http, ("[::1]", Some(8080))),
             ("10.0.0.1", Http, ("10.0.0.1", None)),
+            ("A_b.Ex-ample.COM.", Https, ("a_b.ex-ample.com", None)),
+            (
+                &format!("{}.com", "a".repeat(63)),
+                Https,
+                (&format!("{}.com", "a".repeat(63)), None),
+            ),
         ];
         for (raw, s, (h, p)) in ok {
             assert_eq!(canonical_host(raw, s), Ok((h.to_string(), p)), "{raw}");
@@ -485,6 +505,12 @@ mod tests {
             "[zz]",
             "a:b:c",
             "host\r\n",
+            "a-.com",
+            "a.-b.com",
+            "a.b-",
+            "a..",
+            "_.-",
+            &format!("{}.com", "a".repeat(64)),
         ] {
             assert!(
                 canonical_host(bad, Https).is_err(),

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use hyper_util::rt::TokioIo;
@@ -24,9 +24,11 @@ use tokio::net::TcpStream;
 use crate::app::AppState;
 use crate::http::authz::{answer, header_text, Flavour, Seen};
 
-/// How long a connection may wait for, or take to send, a request's headers.
-/// Longer than the proxies' idle keep-alive (nginx 60 s, Traefik 90 s, Caddy
-/// 2 min), so the proxy closes first and never reuses a connection we are closing.
+/// How long a connection may wait for, or take to send, a request's headers
+/// (on the fast path: a connection that answered nothing for a whole period of
+/// this length is closed, so between one and two periods). Longer than the
+/// proxies' idle keep-alive (nginx 60 s, Traefik 90 s, Caddy 2 min), so the proxy
+/// closes first and never reuses a connection we are closing.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Header lines the fast path parses; a request with more goes to hyper (which
@@ -60,9 +62,11 @@ pub async fn serve_connection(
     st.metrics.connections.fetch_add(1, Ordering::Relaxed);
     let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut out: Vec<u8> = Vec::with_capacity(512);
-    // One timer and one stop registration per connection, not per request: the
-    // timer is re-armed only when it fires before the (moving) deadline.
-    let mut deadline = Instant::now() + HEADER_READ_TIMEOUT;
+    // One timer and one stop registration per connection, not per request. The
+    // timer is re-armed only when it fires: a connection that answered nothing
+    // since the last firing has been idle (or stuck in a head) for a whole period.
+    let mut answered: u64 = 0;
+    let mut answered_at_last_tick: u64 = 0;
     let timer = tokio::time::sleep(HEADER_READ_TIMEOUT);
     tokio::pin!(timer);
     let stopped = stop.changed();
@@ -103,7 +107,7 @@ pub async fn serve_connection(
                     return;
                 }
                 buf.drain(..len);
-                deadline = Instant::now() + HEADER_READ_TIMEOUT;
+                answered += 1;
                 // A pipelined request may already be in the buffer.
             }
             Step::HandOff => break,
@@ -126,11 +130,13 @@ pub async fn serve_connection(
                         Ok(_) => {}
                     },
                     _ = &mut timer => {
-                        let now = Instant::now();
-                        if now >= deadline {
+                        if answered == answered_at_last_tick {
                             return;
                         }
-                        timer.as_mut().reset(tokio::time::Instant::from_std(deadline));
+                        answered_at_last_tick = answered;
+                        timer
+                            .as_mut()
+                            .reset(tokio::time::Instant::now() + HEADER_READ_TIMEOUT);
                     }
                 }
             }
