@@ -9,12 +9,12 @@
 #
 # Needs: nginx, wrk, node (tests/idp), apache2 + libapache2-mod-auth-openidc;
 # installs what is missing on Debian.
-# Usage: scripts/bench.sh [seconds-per-run]   (env: ROUNDS=3, CONNS=16)
+# Usage: scripts/bench.sh [seconds-per-run]   (env: ROUNDS=5, CONNS=16)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 DUR=${1:-10}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 CONNS=${CONNS:-16}
 
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
@@ -40,6 +40,7 @@ PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   [ -f "$W/nginx.pid" ] && kill "$(cat "$W/nginx.pid")" 2>/dev/null || true
+  [ -f "$W/back/nginx.pid" ] && kill "$(cat "$W/back/nginx.pid")" 2>/dev/null || true
   [ -f "$W/httpd.pid" ] && kill "$(cat "$W/httpd.pid")" 2>/dev/null || true
   sleep 0.3
   rm -rf "$W"
@@ -49,7 +50,7 @@ trap cleanup EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 
-P_IDP=$(port); P_GH=$(port); P_204=$(port); P_BACK=$(port); P_PLAIN=$(port); P_AUTH=$(port); P_APACHE=$(port)
+P_IDP=$(port); P_GH=$(port); P_204=$(port); P_BACK=$(port); P_PLAIN=$(port); P_AUTH=$(port); P_FLOOR=$(port); P_NOOP=$(port); P_APACHE=$(port)
 
 echo "== identity provider"
 node tests/idp/idp.mjs genkey RSA bench > "$W/key.json" 2>/dev/null
@@ -107,18 +108,53 @@ http {
   client_body_temp_path $W/tmp/body; proxy_temp_path $W/tmp/proxy;
   fastcgi_temp_path $W/tmp/fcgi; uwsgi_temp_path $W/tmp/uwsgi; scgi_temp_path $W/tmp/scgi;
   upstream backend { server 127.0.0.1:$P_BACK; keepalive 32; }
+  upstream noop_auth { server 127.0.0.1:$P_NOOP; keepalive 32; }
   server { listen 127.0.0.1:$P_204; location / { return 204; } }
-  server { listen 127.0.0.1:$P_BACK; location / { return 200 "ok\n"; } }
   server {
     listen 127.0.0.1:$P_PLAIN;
     location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+  # The floor: auth_request to an auth server that does nothing (a second nginx
+  # process answering 204), with the keep-alive setup of the shipped config.
+  server {
+    listen 127.0.0.1:$P_FLOOR;
+    location / {
+      auth_request /_noop_auth;
+      proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection "";
+    }
+    location = /_noop_auth {
+      internal;
+      proxy_pass http://noop_auth/;
+      proxy_pass_request_body off; proxy_set_header Content-Length "";
+      proxy_http_version 1.1; proxy_set_header Connection "";
+    }
   }
   include $W/gatehouse-http.conf;
   include $W/site.conf;
 }
 EOF
+# The backend and the do-nothing auth server run in a process of their own, as a
+# real upstream does: every proxied request then pays a switch between processes
+# on the shared CPU, with or without gatehouse.
+mkdir -p "$W/back"
+cat > "$W/back/nginx.conf" <<EOF
+$USER_LINE
+worker_processes 1;
+worker_cpu_affinity 01;
+pid $W/back/nginx.pid;
+error_log $W/back/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $W/tmp/body; proxy_temp_path $W/tmp/proxy;
+  fastcgi_temp_path $W/tmp/fcgi; uwsgi_temp_path $W/tmp/uwsgi; scgi_temp_path $W/tmp/scgi;
+  server { listen 127.0.0.1:$P_BACK; location / { return 200 "ok\n"; } }
+  server { listen 127.0.0.1:$P_NOOP; location / { return 204; } }
+}
+EOF
+taskset -c 0 "$NGINX" -p "$W/back" -c "$W/back/nginx.conf"
 taskset -c 0 "$NGINX" -p "$W" -c "$W/nginx.conf"
-wait_port "$P_204"; wait_port "$P_AUTH"
+wait_port "$P_204"; wait_port "$P_AUTH"; wait_port "$P_BACK"
 
 echo "== Apache httpd + mod_auth_openidc (OAuth 2.0 resource server) on CPU 0"
 mkdir -p "$W/www"; : > "$W/www/authz"
@@ -153,11 +189,19 @@ chmod 755 "$W" "$W/www"
 taskset -c 0 "$APACHE" -f "$W/httpd.conf" -k start
 wait_port "$P_APACHE"
 
+# CPU time the hypervisor gave to other guests (steal), summed over all CPUs, in ticks.
+steal() { awk '/^cpu / {print $9}' /proc/stat; }
+STEAL_TICKS=0; RUN_TICKS=0
+
 # wrk run: prints "rps p99_ms"; arguments: url [lua-script] [extra wrk args...]
 run() {
   local url=$1; shift
-  local out
+  local out s0 s1
+  s0=$(steal)
   out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DUR_OVERRIDE:-$DUR}s" --latency "$@" "$url")
+  s1=$(steal)
+  echo "steal: $((s1 - s0)) ticks over ${DUR_OVERRIDE:-$DUR}s" >> "$W/wrk.log"
+  echo "$((s1 - s0)) $(( ${DUR_OVERRIDE:-$DUR} * $(nproc) * $(getconf CLK_TCK) ))" >> "$W/steal.txt"
   echo "$out" >> "$W/wrk.log"
   local rps p99
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
@@ -205,6 +249,7 @@ for round in $(seq 1 "$ROUNDS"); do
   R[gh]+="$(run "http://127.0.0.1:$P_GH/authz/forward" -s "$W/fwd.lua");"
   R[plain]+="$(run "http://127.0.0.1:$P_PLAIN/");"
   R[auth]+="$(run "http://127.0.0.1:$P_AUTH/" -s "$W/bearer.lua");"
+  R[floor]+="$(run "http://127.0.0.1:$P_FLOOR/");"
   R[apache]+="$(run "http://127.0.0.1:$P_APACHE/authz" -s "$W/bearer.lua");"
   echo "   round $round done"
 done
@@ -215,6 +260,7 @@ N204_RPS=$(med n204 1); N204_P99=$(med n204 2)
 GH_RPS=$(med gh 1); GH_P99=$(med gh 2)
 PLAIN_RPS=$(med plain 1); PLAIN_P99=$(med plain 2)
 AUTH_RPS=$(med auth 1); AUTH_P99=$(med auth 2)
+FLOOR_RPS=$(med floor 1); FLOOR_P99=$(med floor 2)
 AP_RPS=$(med apache 1); AP_P99=$(med apache 2)
 
 echo "== 100,000 distinct tokens"
@@ -227,8 +273,10 @@ RSS_AFTER=$(awk '/VmRSS/ {print $2}' "/proc/$GH_PID/status")
 CACHE=$(curl -s "http://127.0.0.1:$P_GH/metrics" | awk '/^gatehouse_token_cache_(hits|misses)_total/ {printf "%s=%s ", $1, $2}')
 
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
+STEAL=$(awk '{s+=$1; t+=$2} END {printf "%.1f", (t ? 100*s/t : 0)}' "$W/steal.txt")
 R_THROUGHPUT=$(ratio "$GH_RPS" "$N204_RPS")
 R_OVERHEAD=$(ratio "$PLAIN_RPS" "$AUTH_RPS")
+R_FLOOR=$(ratio "$PLAIN_RPS" "$FLOOR_RPS")
 R_P99_OVERHEAD=$(ratio "$AUTH_P99" "$PLAIN_P99")
 R_APACHE=$(ratio "$GH_RPS" "$AP_RPS")
 R_APACHE_204=$(ratio "$AP_RPS" "$N204_RPS")
@@ -238,20 +286,22 @@ SECTION=$(cat <<EOF
 <!-- bench:start -->
 Run: \`scripts/bench.sh $DUR\` on $(date -u +%Y-%m-%d), $CPU; servers pinned to CPU 0,
 \`wrk -t1 -c$CONNS -d${DUR}s\` pinned to CPU 1, loopback, keep-alive; medians of $ROUNDS interleaved rounds.
+CPU time stolen by the hypervisor during the runs: ${STEAL}% (above a few percent, the numbers are noise).
 nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), $("$APACHE" -v | awk -F/ '/version/ {print $2}' | awk '{print $1}') with mod_auth_openidc $(dpkg-query -W -f='${Version}' libapache2-mod-auth-openidc 2>/dev/null || echo '?').
 
 | setup | requests/s | p99 |
 |---|---:|---:|
 | nginx \`return 204\` | $N204_RPS | ${N204_P99} ms |
 | gatehouse \`/authz/forward\`, cached RS256 token | $GH_RPS | ${GH_P99} ms |
-| nginx → backend (no auth) | $PLAIN_RPS | ${PLAIN_P99} ms |
+| nginx → backend (no auth; the backend is a second nginx process) | $PLAIN_RPS | ${PLAIN_P99} ms |
 | nginx → \`auth_request\` gatehouse → backend | $AUTH_RPS | ${AUTH_P99} ms |
+| nginx → \`auth_request\` nginx \`return 204\` → backend (an auth server that does nothing, a process of its own) | $FLOOR_RPS | ${FLOOR_P99} ms |
 | Apache mod_auth_openidc, same token and key (PEM: it refuses http JWKS) | $AP_RPS | ${AP_P99} ms |
 | gatehouse, 100,000 distinct tokens in rotation (1st pass: every token verified) | $ROT_RPS | ${ROT_P99} ms |
 | gatehouse, 100,000 distinct tokens in rotation (2nd pass: cached) | $ROT2_RPS | ${ROT2_P99} ms |
 
 - gatehouse / nginx \`return 204\` throughput: **$R_THROUGHPUT** (target ≥ 0.8, p99 < 1 ms: ${GH_P99} ms)
-- cost of adding gatehouse behind nginx (plain / with auth, requests/s): **${R_OVERHEAD}x**, p99 ${R_P99_OVERHEAD}x (target ≤ 1.5x)
+- cost of adding gatehouse behind nginx (plain / with auth, requests/s): **${R_OVERHEAD}x**, p99 ${R_P99_OVERHEAD}x (target ≤ 1.5x); with an auth server that does nothing: **${R_FLOOR}x**
 - gatehouse / Apache mod_auth_openidc: **${R_APACHE}x** (Apache / nginx \`return 204\`: $R_APACHE_204)
 - gatehouse RSS: ${RSS_BEFORE} KiB before the 100,000-token runs, ${RSS_AFTER} KiB after, peak ${RSS_PEAK} KiB; $CACHE
 <!-- bench:end -->
