@@ -270,7 +270,7 @@ read -r ROT_RPS ROT_P99 < <(DUR_OVERRIDE=$((DUR > 15 ? DUR : 15)) run "http://12
 read -r ROT2_RPS ROT2_P99 < <(run "http://127.0.0.1:$P_GH/authz/forward" -s "$W/rotate.lua")
 RSS_PEAK=$(awk '/VmHWM/ {print $2}' "/proc/$GH_PID/status")
 RSS_AFTER=$(awk '/VmRSS/ {print $2}' "/proc/$GH_PID/status")
-CACHE=$(curl -s "http://127.0.0.1:$P_GH/metrics" | awk '/^gatehouse_token_cache_(hits|misses)_total/ {printf "%s=%s ", $1, $2}')
+CACHE=$(curl -s "http://127.0.0.1:$P_GH/metrics" | awk '/^gatehouse_(token_cache_(hits|misses)|connections(_general)?)_total/ {printf "%s=%s ", $1, $2}')
 
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 STEAL=$(awk '{s+=$1; t+=$2} END {printf "%.1f", (t ? 100*s/t : 0)}' "$W/steal.txt")
