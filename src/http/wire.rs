@@ -189,11 +189,7 @@ fn fast_request(req: &httparse::Request<'_, '_>) -> Option<(Flavour, bool)> {
         Some((p, q)) => (p, Some(q)),
         None => (target, None),
     };
-    let flavour = match path {
-        "/authz/forward" => Flavour::Forward,
-        "/authz/nginx" => Flavour::Nginx,
-        _ => return None,
-    };
+    let flavour = decision_endpoint(path)?;
     if let Some(q) = query {
         // Only what every URI parser reads the same way.
         let plain = |b: u8| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:@/?".contains(&b);
@@ -232,6 +228,15 @@ fn fast_request(req: &httparse::Request<'_, '_>) -> Option<(Flavour, bool)> {
     Some((flavour, close))
 }
 
+/// The decision endpoint a path names, if any.
+fn decision_endpoint(path: &str) -> Option<Flavour> {
+    match path {
+        "/authz/forward" => Some(Flavour::Forward),
+        "/authz/nginx" => Some(Flavour::Nginx),
+        _ => None,
+    }
+}
+
 /// Routes a request that hyper parsed: the decision endpoints directly, the
 /// rest through axum's router with the peer address.
 pub async fn dispatch(
@@ -240,12 +245,7 @@ pub async fn dispatch(
     peer: SocketAddr,
     req: axum::http::Request<hyper::body::Incoming>,
 ) -> Result<axum::response::Response, std::convert::Infallible> {
-    let flavour = match req.uri().path() {
-        "/authz/forward" => Some(Flavour::Forward),
-        "/authz/nginx" => Some(Flavour::Nginx),
-        _ => None,
-    };
-    match flavour {
+    match decision_endpoint(req.uri().path()) {
         Some(flavour) => {
             let seen = Seen::from_map(req.headers());
             Ok(answer(&st, flavour, peer.ip(), &seen).await.into_response())
