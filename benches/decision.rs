@@ -10,10 +10,11 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::Request;
 use criterion::{criterion_group, criterion_main, Criterion};
-use gatehouse::app::{build_state, router, AppState};
+use gatehouse::app::{build_state, AppState};
 use gatehouse::clock::{Clock, SystemClock};
 use gatehouse::config::Config;
 use gatehouse::decision::{decide, Scheme, Subject, Target};
+use gatehouse::http::server::router;
 use gatehouse::identity::MintRequest;
 use tower::ServiceExt;
 

@@ -4,15 +4,12 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use axum::routing::{any, delete, get, post};
-use axum::Router;
 use ipnet::IpNet;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::config::Secret;
 use crate::decision::Policy;
-use crate::http;
 use crate::identity::revocation::Revocations;
 use crate::identity::seal::{load_or_create_secret, random_token, Sealer};
 use crate::identity::session::SessionTable;
@@ -527,7 +524,7 @@ pub async fn start_background(state: &AppState) -> Vec<tokio::task::JoinHandle<(
             if let Err(e) = reload_sessions(&st).await {
                 tracing::warn!(error = %e, "cannot refresh sessions; keeping the last snapshot");
             }
-            crate::http::login::refresh_due_sessions(&st).await;
+            crate::service::login::refresh_due_sessions(&st).await;
             st.audit.checkpoint_if_due().await;
             if let Err(e) = flush_usage(&st).await {
                 tracing::warn!(error = %e, "cannot write usage counters; keeping them for the next try");
@@ -535,128 +532,6 @@ pub async fn start_background(state: &AppState) -> Vec<tokio::task::JoinHandle<(
         }
     }));
     tasks
-}
-
-/// The one router: decision endpoints, operations, and (later) the companion API.
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/authz/nginx", any(http::authz::nginx))
-        .route("/authz/forward", any(http::authz::forward))
-        .route("/healthz", get(http::ops::healthz))
-        .route("/readyz", get(http::ops::readyz))
-        .route("/metrics", get(http::ops::metrics))
-        .route("/.well-known/jwks.json", get(http::ops::local_jwks))
-        .route("/login", get(http::login::login))
-        .route("/callback", get(http::login::callback))
-        .route(
-            "/logout",
-            get(http::login::logout).post(http::login::logout),
-        )
-        .route("/backchannel-logout", post(http::login::backchannel_logout))
-        .route("/api/v1/me", get(http::api::me))
-        .route("/api/v1/sessions", get(http::api::sessions::list))
-        .route(
-            "/api/v1/sessions/terminate-all",
-            post(http::api::sessions::terminate_all),
-        )
-        .route(
-            "/api/v1/sessions/{id}",
-            delete(http::api::sessions::terminate_one),
-        )
-        .route(
-            "/api/v1/bans",
-            get(http::api::bans::list).post(http::api::bans::create),
-        )
-        .route("/api/v1/bans/{id}", delete(http::api::bans::lift))
-        .route(
-            "/api/v1/allowlist",
-            get(http::api::allowlist::list).post(http::api::allowlist::add),
-        )
-        .route(
-            "/api/v1/allowlist/import",
-            post(http::api::allowlist::import),
-        )
-        .route(
-            "/api/v1/allowlist/{id}",
-            delete(http::api::allowlist::remove),
-        )
-        .route(
-            "/api/v1/monitoring/usage",
-            get(http::api::monitoring::usage),
-        )
-        .route("/api/v1/openapi.json", get(http::api::openapi))
-        .route("/api/v1/audit", get(http::api::audit::list))
-        .route("/api/v1/audit/verify", get(http::api::audit::verify))
-        .route("/api/v1/{*rest}", any(http::api::not_found))
-        .fallback(http::ops::not_found)
-        .method_not_allowed_fallback(http::api::method_not_allowed)
-        .with_state(state)
-}
-
-/// How long in-flight requests get to finish after a shutdown signal.
-const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Serves on a bound listener until `shutdown` resolves.
-///
-/// Each connection starts on the decision fast path ([`http::wire`]) and is
-/// handed to hyper and the [`router`] at its first request of another kind.
-pub async fn serve_on(
-    listener: tokio::net::TcpListener,
-    state: AppState,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    use hyper_util::rt::TokioTimer;
-    let app = router(state.clone());
-    // Dropping `stop_tx` asks every connection to finish; `close_tx.closed()`
-    // resolves once every connection task has dropped its `close_rx`.
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
-    let (close_tx, close_rx) = tokio::sync::watch::channel(());
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(http::wire::HEADER_READ_TIMEOUT)
-        // A client that shuts its sending side still gets its answers.
-        .half_close(true)
-        .keep_alive(true);
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let conn = http::wire::serve_connection(
-            stream,
-            peer,
-            state.clone(),
-            app.clone(),
-            builder.clone(),
-            stop_rx.clone(),
-        );
-        let close = close_rx.clone();
-        tokio::spawn(async move {
-            conn.await;
-            drop(close);
-        });
-    }
-    drop(listener);
-    drop(stop_tx);
-    drop(close_rx);
-    if tokio::time::timeout(SHUTDOWN_GRACE, close_tx.closed())
-        .await
-        .is_err()
-    {
-        tracing::warn!("connections still open after the shutdown grace period");
-    }
-    Ok(())
 }
 
 /// Resolves on SIGINT or SIGTERM.

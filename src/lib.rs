@@ -4,8 +4,10 @@
 //! - [`config`]: typed configuration, validated all at once.
 //! - [`decision`]: the pure verdict — target canonicalisation, rules, `decide()`.
 //! - [`identity`]: bearer-token validation, JWKS, the local issuer.
-//! - [`http`]: axum adapters — the decision endpoints, health and metrics.
-//! - [`app`]: application state, the router, serving and shutdown.
+//! - [`service`]: domain operations under the adapters; admin capabilities.
+//! - [`http`]: axum/hyper adapters — the decision endpoints, login, the companion
+//!   API, health and metrics, the router and the accept loop.
+//! - [`app`]: application state, background jobs, shutdown.
 
 pub mod app;
 pub mod audit;
@@ -15,5 +17,6 @@ pub mod decision;
 pub mod http;
 pub mod identity;
 pub mod metrics;
+pub mod service;
 pub mod store;
 pub mod usage;

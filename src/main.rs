@@ -404,6 +404,6 @@ async fn serve(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
             }
         });
     }
-    gatehouse::app::serve_on(listener, state, gatehouse::app::shutdown_signal()).await?;
+    gatehouse::http::server::serve_on(listener, state, gatehouse::app::shutdown_signal()).await?;
     Ok(())
 }

@@ -45,7 +45,7 @@ static REMOTE_EMAIL: HeaderName = HeaderName::from_static("remote-email");
 static REMOTE_NAME: HeaderName = HeaderName::from_static("remote-name");
 
 // The handlers take the whole request rather than the `HeaderMap` extractor,
-// which would clone every header on the hot path. `app::serve_on` calls
+// which would clone every header on the hot path. `http::server::serve_on` calls
 // [`answer`] directly, before routing; these serve the router (tests, benches).
 pub async fn nginx(
     State(st): State<AppState>,
@@ -515,9 +515,8 @@ impl Verdict {
     fn body(&self) -> Vec<u8> {
         match self.error {
             Some((code, message)) => {
-                serde_json::json!({"error": {"code": code, "message": message}})
-                    .to_string()
-                    .into_bytes()
+                serde_json::to_vec(&crate::http::api::ErrorBody::new(code, message.to_string()))
+                    .unwrap_or_default()
             }
             None => Vec::new(),
         }

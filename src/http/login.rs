@@ -10,21 +10,19 @@ use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::app::{note_failure, AppState, Inner};
-use crate::decision::Identity;
-use crate::http::api::request_client;
-use crate::identity::claims::identity_from_claims;
+use crate::http::api::{error_response, request_client};
 use crate::identity::oidc::{
-    authorization_url, check_id_token, check_logout_token, constant_time_eq, safe_redirect,
-    short_code, token_request, Endpoints, LoginError, PreLogin, TokenSet, LOGIN_TTL_SECS,
-    REFRESH_MARGIN_SECS,
+    authorization_url, check_logout_token, constant_time_eq, safe_redirect, short_code,
+    token_request, Endpoints, LoginError, PreLogin, LOGIN_TTL_SECS,
 };
 use crate::identity::seal::random_token;
 use crate::identity::session::{session_id, LiveSession, SESSION_COOKIE_BYTES};
 use crate::identity::TokenKind;
-use crate::store::{SessionRecord, SessionUpdate};
+use crate::service::login::{next_refresh, verify_login_tokens};
+use crate::store::SessionRecord;
 
 /// A cookie name that appears more than once: ambiguous, so refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,13 +111,7 @@ struct AuditNote {
 
 fn login_failed(status: StatusCode, e: &LoginError) -> Response {
     tracing::warn!(target: "gatehouse::login", code = e.code(), reason = %e, "login failed");
-    let body = serde_json::json!({"error": {"code": e.code(), "message": e.to_string()}});
-    let mut r = (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response();
+    let mut r = error_response(status, e.code(), e.to_string());
     no_store(&mut r);
     r.extensions_mut().insert(AuditNote {
         actor: String::new(),
@@ -130,13 +122,11 @@ fn login_failed(status: StatusCode, e: &LoginError) -> Response {
 }
 
 fn banned_page() -> Response {
-    let body = serde_json::json!({"error": {"code": "banned", "message": "too many refused credentials; try again later"}});
-    let mut r = (
+    let mut r = error_response(
         StatusCode::FORBIDDEN,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response();
+        "banned",
+        "too many refused credentials; try again later".into(),
+    );
     no_store(&mut r);
     r
 }
@@ -244,57 +234,6 @@ pub struct CallbackQuery {
     pub error: Option<String>,
     /// RFC 9207: when present, the issuer the answer comes from.
     pub iss: Option<String>,
-}
-
-/// The session identity from a verified ID token and, for roles, the access
-/// token the token endpoint returned with it (Keycloak puts realm and client
-/// roles only there) when that token verifies as one of this issuer's.
-async fn identity_from_tokens(
-    st: &Inner,
-    issuer: &crate::identity::IssuerHandle,
-    id_claims: &Map<String, Value>,
-    access_token: Option<&str>,
-    expires_at: i64,
-) -> Result<Identity, LoginError> {
-    let base = identity_from_claims(
-        &issuer.issuer,
-        id_claims,
-        issuer.roles_claims(),
-        expires_at,
-        None,
-    )
-    .map_err(|e| LoginError::IdToken(e.as_str()))?;
-    let mut groups = base.groups.clone();
-    if let Some(at) = access_token {
-        if let Ok((h, claims)) = st.validator.verify_signed(at, TokenKind::Access).await {
-            let same_subject = claims.get("sub").and_then(Value::as_str) == Some(base.sub.as_str());
-            if h.issuer == issuer.issuer && same_subject {
-                if let Ok(a) = identity_from_claims(
-                    &issuer.issuer,
-                    &claims,
-                    issuer.roles_claims(),
-                    expires_at,
-                    None,
-                ) {
-                    groups.extend(a.groups);
-                }
-            }
-        }
-    }
-    let auth_time = id_claims.get("auth_time").and_then(Value::as_i64);
-    Ok(Identity::new(
-        base.issuer,
-        base.sub,
-        Some(base.user),
-        base.email,
-        base.name,
-        groups,
-        base.acr,
-        base.amr,
-        base.sid,
-        auth_time,
-        expires_at,
-    ))
 }
 
 /// `GET /callback` — the IdP's answer: checks state against the pre-login
@@ -506,56 +445,6 @@ async fn callback_inner(
     r
 }
 
-/// When to refresh tokens that live `expires_in` seconds (default 5 minutes):
-/// a margin before they expire, and never sooner than half their life.
-fn next_refresh(expires_in: Option<i64>, now: i64) -> i64 {
-    let life = expires_in.unwrap_or(300).clamp(30, 24 * 3600);
-    now + (life - REFRESH_MARGIN_SECS).max(life / 2)
-}
-
-/// Verifies the ID token of a token response; returns the session identity.
-async fn verify_login_tokens(
-    st: &Inner,
-    tokens: &TokenSet,
-    nonce: Option<&str>,
-    max_age: Option<i64>,
-    expected_issuer: &str,
-) -> Result<(Identity, String), LoginError> {
-    let setup = st
-        .login
-        .as_ref()
-        .ok_or(LoginError::NotConfigured("no login issuer"))?;
-    let id_token = tokens
-        .id_token
-        .as_deref()
-        .ok_or(LoginError::IdToken("the token response has no ID token"))?;
-    let (issuer, claims) = st
-        .validator
-        .verify_signed(id_token, TokenKind::Id)
-        .await
-        .map_err(|e| LoginError::IdToken(e.as_str()))?;
-    let now = st.clock.now();
-    check_id_token(
-        &issuer,
-        expected_issuer,
-        &claims,
-        &setup.client_id,
-        nonce,
-        max_age,
-        now,
-    )?;
-    let lifetime = st.config.session.lifetime.as_secs() as i64;
-    let identity = identity_from_tokens(
-        st,
-        &issuer,
-        &claims,
-        tokens.access_token.as_deref(),
-        now + lifetime,
-    )
-    .await?;
-    Ok((identity, id_token.to_string()))
-}
-
 #[derive(Debug, Deserialize)]
 pub struct LogoutQuery {
     pub rd: Option<String>,
@@ -578,7 +467,7 @@ pub async fn logout(
                 .as_deref()
                 .and_then(|t| st.token_sealer.open(t));
             if rec.terminated_at.is_none() {
-                if let Err(e) = crate::http::api::sessions::end_sessions(
+                if let Err(e) = crate::service::sessions::end_sessions(
                     &st,
                     std::slice::from_ref(&rec),
                     now,
@@ -651,13 +540,7 @@ pub struct BackchannelForm {
 
 fn backchannel_error(e: &LoginError) -> Response {
     tracing::warn!(target: "gatehouse::login", reason = %e, "back-channel logout refused");
-    let body = serde_json::json!({"error": {"code": "invalid_request", "message": e.to_string()}});
-    let mut r = (
-        StatusCode::BAD_REQUEST,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response();
+    let mut r = error_response(StatusCode::BAD_REQUEST, "invalid_request", e.to_string());
     no_store(&mut r);
     r
 }
@@ -730,7 +613,7 @@ pub async fn backchannel_logout(State(st): State<AppState>, body: axum::body::By
         .filter(|s| req.sub.as_deref().is_none_or(|sub| s.subject == sub))
         .collect();
     if let Err(e) =
-        crate::http::api::sessions::end_sessions(&st, &sessions, now, "backchannel-logout").await
+        crate::service::sessions::end_sessions(&st, &sessions, now, "backchannel-logout").await
     {
         tracing::error!(error = ?e, "back-channel logout cannot end sessions");
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
@@ -775,170 +658,4 @@ fn serde_urlencoded_form(body: &[u8]) -> Option<BackchannelForm> {
     Some(BackchannelForm {
         logout_token: token,
     })
-}
-
-/// How long to wait after a refresh that failed for a passing reason.
-pub const REFRESH_RETRY_SECS: i64 = 60;
-
-/// Refreshes the IdP tokens of sessions whose access token is about to expire,
-/// so that role changes at the IdP reach gatehouse. A refused refresh ends the
-/// session; an unreachable IdP is tried again on the next round.
-pub async fn refresh_due_sessions(st: &Inner) {
-    let Some(setup) = &st.login else {
-        return;
-    };
-    let now = st.clock.now();
-    let inactivity = st.config.session.inactivity.as_secs() as i64;
-    for live in st.sessions.due_for_refresh(now, inactivity) {
-        if let Err(e) = refresh_one(st, setup, &live.id, now).await {
-            // Try again in a minute, not on every 5-second round.
-            live.retry_after.store(
-                now + REFRESH_RETRY_SECS,
-                std::sync::atomic::Ordering::Relaxed,
-            );
-            tracing::warn!(target: "gatehouse::login", session = %&live.id[..16], reason = %e, "session refresh failed");
-        }
-    }
-}
-
-async fn refresh_one(
-    st: &Inner,
-    setup: &crate::app::LoginSetup,
-    id: &str,
-    now: i64,
-) -> Result<(), LoginError> {
-    let Ok(Some(rec)) = st.store.session(id).await else {
-        return Ok(());
-    };
-    if rec.terminated_at.is_some() {
-        return Ok(());
-    }
-    let Some(rt) = rec
-        .refresh_token
-        .as_deref()
-        .and_then(|t| st.token_sealer.open(t))
-        .and_then(|b| String::from_utf8(b).ok())
-    else {
-        // Unreadable (another secret): the session cannot be kept current.
-        end_after_failed_refresh(st, &rec, now).await;
-        return Err(LoginError::TokenEndpoint(
-            "the stored refresh token cannot be opened".into(),
-        ));
-    };
-    let ep = Endpoints::of(&setup.issuer, setup.allow_http)?;
-    let tokens = match token_request(
-        &st.oidc_http,
-        &ep,
-        &setup.client_id,
-        setup.client_secret.as_ref().map(|s| s.expose()),
-        &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
-    )
-    .await
-    {
-        Ok(t) => t,
-        Err(LoginError::TokenEndpoint(code))
-            if code.starts_with("invalid_grant")
-                || code.starts_with("HTTP 4")
-                || code == "unauthorized_client" =>
-        {
-            end_after_failed_refresh(st, &rec, now).await;
-            return Err(LoginError::TokenEndpoint(code));
-        }
-        Err(e) => return Err(e),
-    };
-    let (identity, id_token) = if tokens.id_token.is_some() {
-        match verify_login_tokens(st, &tokens, None, None, &rec.issuer).await {
-            Ok((i, t)) if i.sub == rec.subject => (i, Some(t)),
-            _ => {
-                end_after_failed_refresh(st, &rec, now).await;
-                return Err(LoginError::IdToken(
-                    "the refreshed ID token does not match the session",
-                ));
-            }
-        }
-    } else {
-        // No new ID token: roles from the new access token, the rest unchanged.
-        let mut claims = Map::new();
-        claims.insert("sub".into(), Value::String(rec.subject.clone()));
-        let access = tokens.access_token.as_deref();
-        let ident =
-            identity_from_tokens(st, &setup.issuer, &claims, access, rec.expires_at).await?;
-        let groups = if access.is_none() {
-            rec.groups.clone()
-        } else {
-            ident.groups
-        };
-        (
-            Identity::new(
-                rec.issuer.clone(),
-                rec.subject.clone(),
-                Some(rec.username.clone()),
-                rec.email.clone(),
-                rec.name.clone(),
-                groups,
-                rec.acr.clone(),
-                rec.amr.clone(),
-                rec.sid.clone(),
-                rec.auth_time,
-                rec.expires_at,
-            ),
-            None,
-        )
-    };
-    let update = SessionUpdate {
-        groups: identity.groups.clone(),
-        email: identity.email.clone(),
-        name: identity.name.clone(),
-        acr: identity.acr.clone().or(rec.acr.clone()),
-        amr: if identity.amr.is_empty() {
-            rec.amr.clone()
-        } else {
-            identity.amr.clone()
-        },
-        auth_time: identity.iat.or(rec.auth_time),
-        id_token: id_token
-            .map(|t| st.token_sealer.seal(t.as_bytes()))
-            .or(rec.id_token.clone()),
-        refresh_token: tokens
-            .refresh_token
-            .as_deref()
-            .map(|t| st.token_sealer.seal(t.as_bytes()))
-            .or(rec.refresh_token.clone()),
-        // The old refresh token is kept when no new one came: still refreshable.
-        refresh_at: Some(next_refresh(tokens.expires_in, now)),
-    };
-    let _gate = st.sessions.write_gate.lock().await;
-    match st.store.update_session(&rec.id, &update).await {
-        Ok(true) => {}
-        Ok(false) => return Ok(()),
-        Err(e) => return Err(LoginError::TokenEndpoint(format!("store: {e}"))),
-    }
-    if let Ok(Some(fresh)) = st.store.session(&rec.id).await {
-        st.sessions.replace(LiveSession::from_record(&fresh));
-    }
-    tracing::info!(target: "gatehouse::login", user = %rec.username, "session refreshed");
-    Ok(())
-}
-
-async fn end_after_failed_refresh(st: &Inner, rec: &SessionRecord, now: i64) {
-    st.audit
-        .record(crate::audit::NewEntry::new(
-            "gatehouse",
-            "",
-            "session.refresh_failed",
-            &rec.id[..rec.id.len().min(16)],
-            "ok",
-            serde_json::json!({"user": rec.username}),
-        ))
-        .await;
-    if let Err(e) = crate::http::api::sessions::end_sessions(
-        st,
-        std::slice::from_ref(rec),
-        now,
-        "refresh-failed",
-    )
-    .await
-    {
-        tracing::error!(error = ?e, "cannot end a session whose refresh failed");
-    }
 }

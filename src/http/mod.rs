@@ -4,4 +4,5 @@ pub mod api;
 pub mod authz;
 pub mod login;
 pub mod ops;
+pub mod server;
 pub mod wire;

@@ -8,6 +8,7 @@ use axum::Json;
 use serde_json::json;
 
 use crate::app::AppState;
+use crate::http::api::error_response;
 
 /// The process is up and serving.
 pub async fn healthz() -> Response {
@@ -65,21 +66,19 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
 pub async fn local_jwks(State(st): State<AppState>) -> Response {
     match &st.local {
         Some(l) => Json(l.jwks()).into_response(),
-        None => (
+        None => error_response(
             StatusCode::NOT_FOUND,
-            Json(
-                json!({"error": {"code": "not_found", "message": "no local issuer is configured"}}),
-            ),
-        )
-            .into_response(),
+            "not_found",
+            "no local issuer is configured".into(),
+        ),
     }
 }
 
 /// Unknown paths: a JSON 404, never a fallthrough to anything else.
 pub async fn not_found() -> Response {
-    (
+    error_response(
         StatusCode::NOT_FOUND,
-        Json(json!({"error": {"code": "not_found", "message": "no such endpoint"}})),
+        "not_found",
+        "no such endpoint".into(),
     )
-        .into_response()
 }

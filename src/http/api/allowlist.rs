@@ -10,9 +10,11 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{admin, audited, ApiError, Ask, ErrorBody};
+use super::{admin, ApiError, Ask, ErrorBody};
 use crate::app::{reload_allowlist, AppState};
 use crate::clock::{parse_rfc3339, rfc3339};
+use crate::service::access::Permission;
+use crate::service::audit::audited;
 use crate::store::AllowRecord;
 
 /// Most entries one import may add.
@@ -83,10 +85,10 @@ fn entry_json(r: &AllowRecord, now: i64) -> Value {
 }
 
 /// `GET /api/v1/allowlist` — runtime entries, and the configuration's (read-only).
-/// **Permissions**: an `[admin] roles` member.
-#[utoipa::path(get, path = "/api/v1/allowlist", tag = "allowlist", responses((status = 200, description = "runtime and static entries"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "not an admin, banned, or a cross-site request", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
+/// **Permissions**: `allowlist:read`.
+#[utoipa::path(get, path = "/api/v1/allowlist", tag = "allowlist", responses((status = 200, description = "runtime and static entries"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "lacks allowlist:read, banned, or a cross-site request", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn list(State(st): State<AppState>, ask: Ask) -> Result<Json<Value>, ApiError> {
-    admin(&st, &ask).await?;
+    admin(&st, &ask, Permission::AllowlistRead).await?;
     let now = st.clock.now();
     let mut out: Vec<Value> = st
         .static_allowlist
@@ -115,41 +117,41 @@ pub async fn list(State(st): State<AppState>, ask: Ask) -> Result<Json<Value>, A
 }
 
 /// `POST /api/v1/allowlist` — add one entry `{"cidr","description","expires_at"?}`.
-/// **Permissions**: an `[admin] roles` member.
-#[utoipa::path(post, path = "/api/v1/allowlist", tag = "allowlist", request_body = NewEntry, responses((status = 200, description = "the new entry"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "not an admin, banned, or a cross-site request", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
+/// **Permissions**: `allowlist:write`.
+#[utoipa::path(post, path = "/api/v1/allowlist", tag = "allowlist", request_body = NewEntry, responses((status = 200, description = "the new entry"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "lacks allowlist:write, banned, or a cross-site request", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn add(
     State(st): State<AppState>,
     ask: Ask,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let who = admin(&st, &ask).await?;
+    let who = admin(&st, &ask, Permission::AllowlistWrite).await?;
     let e: NewEntry =
         serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("body: {e}")))?;
     let now = st.clock.now();
-    let mut rec = checked(&e, now, &who.actor()).map_err(ApiError::BadRequest)?;
+    let mut rec = checked(&e, now, who.actor()).map_err(ApiError::BadRequest)?;
     let details = json!({"description": rec.description, "expires_at": rec.expires_at});
     let target = rec.cidr.clone();
-    rec.id = audited(&st, &who, &ask, "allowlist.add", &target, details, async {
+    rec.id = audited(&st.audit, &who, "allowlist.add", &target, details, async {
         let ids = st
             .store
             .insert_allowlist(std::slice::from_ref(&rec))
             .await?;
         reload_allowlist(&st).await?;
-        Ok(ids[0])
+        Ok::<_, ApiError>(ids[0])
     })
     .await?;
     Ok(Json(json!({ "entry": entry_json(&rec, now) })))
 }
 
 /// `DELETE /api/v1/allowlist/{id}` — remove a runtime entry.
-/// **Permissions**: an `[admin] roles` member.
-#[utoipa::path(delete, path = "/api/v1/allowlist/{id}", tag = "allowlist", params(("id" = String, Path, description = "entry id")), responses((status = 200, description = "removed"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "not an admin, banned, or a cross-site request", body = ErrorBody), (status = 404, description = "no such entry", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
+/// **Permissions**: `allowlist:write`.
+#[utoipa::path(delete, path = "/api/v1/allowlist/{id}", tag = "allowlist", params(("id" = String, Path, description = "entry id")), responses((status = 200, description = "removed"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "lacks allowlist:write, banned, or a cross-site request", body = ErrorBody), (status = 404, description = "no such entry", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn remove(
     State(st): State<AppState>,
     ask: Ask,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let who = admin(&st, &ask).await?;
+    let who = admin(&st, &ask, Permission::AllowlistWrite).await?;
     if id.starts_with("static-") {
         return Err(ApiError::BadRequest(
             "this entry comes from the configuration (access.allowlist); change it there".into(),
@@ -163,14 +165,13 @@ pub async fn remove(
     };
     let now = st.clock.now();
     audited(
-        &st,
+        &st.audit,
         &who,
-        &ask,
         "allowlist.remove",
         &rec.cidr,
         json!({"id": n}),
         async {
-            if !st.store.delete_allowlist(n, now, &who.actor()).await? {
+            if !st.store.delete_allowlist(n, now, who.actor()).await? {
                 return Err(ApiError::NotFound("allowlist entry"));
             }
             reload_allowlist(&st).await?;
@@ -184,25 +185,30 @@ pub async fn remove(
 /// An import refused as a whole, naming every bad line.
 fn import_error(lines: Vec<(usize, String)>) -> Response {
     let n = lines.len();
-    let body = json!({"error": {
-        "code": "invalid_import",
-        "message": format!("{n} line(s) are not valid; nothing was imported"),
-        "lines": lines.into_iter().map(|(line, message)| json!({"line": line, "message": message})).collect::<Vec<_>>(),
-    }});
-    (axum::http::StatusCode::BAD_REQUEST, Json(body)).into_response()
+    super::error_with_lines(
+        axum::http::StatusCode::BAD_REQUEST,
+        "invalid_import",
+        format!("{n} line(s) are not valid; nothing was imported"),
+        Some(
+            lines
+                .into_iter()
+                .map(|(line, message)| super::LineError { line, message })
+                .collect(),
+        ),
+    )
 }
 
 /// `POST /api/v1/allowlist/import` — `text/plain` (one CIDR a line, `#`
 /// comments; a comment after the CIDR becomes its description) or a JSON array
 /// of entries. All or nothing: any bad line refuses the whole import.
-/// **Permissions**: an `[admin] roles` member.
-#[utoipa::path(post, path = "/api/v1/allowlist/import", tag = "allowlist", request_body(content((String = "text/plain"), (Vec<NewEntry> = "application/json")), description = "one CIDR a line with # comments, or a JSON array of entries"), responses((status = 200, description = "imported (all lines)"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "not an admin, banned, or a cross-site request", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
+/// **Permissions**: `allowlist:write`.
+#[utoipa::path(post, path = "/api/v1/allowlist/import", tag = "allowlist", request_body(content((String = "text/plain"), (Vec<NewEntry> = "application/json")), description = "one CIDR a line with # comments, or a JSON array of entries"), responses((status = 200, description = "imported (all lines)"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "lacks allowlist:write, banned, or a cross-site request", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn import(
     State(st): State<AppState>,
     ask: Ask,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let who = admin(&st, &ask).await?;
+    let who = admin(&st, &ask, Permission::AllowlistWrite).await?;
     let now = st.clock.now();
     let ctype = ask
         .headers
@@ -275,7 +281,7 @@ pub async fn import(
     let mut records = vec![];
     let mut bad = vec![];
     for (line, e) in &parsed {
-        match checked(e, now, &who.actor()) {
+        match checked(e, now, who.actor()) {
             Ok(r) => {
                 if let Some(id) = existing.get(&r.cidr) {
                     bad.push((
@@ -298,16 +304,15 @@ pub async fn import(
     let cidrs: Vec<&str> = records.iter().map(|r| r.cidr.as_str()).collect();
     let details = json!({"count": records.len(), "cidrs": cidrs});
     let ids = audited(
-        &st,
+        &st.audit,
         &who,
-        &ask,
         "allowlist.import",
         &format!("{} entries", records.len()),
         details,
         async {
             let ids = st.store.insert_allowlist(&records).await?;
             reload_allowlist(&st).await?;
-            Ok(ids)
+            Ok::<_, ApiError>(ids)
         },
     )
     .await?;

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use super::{admin, ApiError, ApiQuery, Ask, ErrorBody};
 use crate::app::AppState;
 use crate::clock::{parse_rfc3339, rfc3339};
+use crate::service::access::Permission;
 use crate::store::AuditFilter;
 
 #[derive(Debug, Deserialize)]
@@ -37,14 +38,14 @@ fn time_param(name: &str, v: &Option<String>) -> Result<Option<String>, ApiError
 }
 
 /// `GET /api/v1/audit` — entries, newest first; `before` pages back.
-/// **Permissions**: an `[admin] roles` member.
-#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(("actor" = Option<String>, Query, description = "who"), ("action" = Option<String>, Query, description = "e.g. login, allowlist.add"), ("since" = Option<String>, Query, description = "RFC 3339 or Unix seconds, inclusive"), ("until" = Option<String>, Query, description = "RFC 3339 or Unix seconds, exclusive"), ("before" = Option<i64>, Query, description = "entries with a smaller sequence number (next page)"), ("limit" = Option<i64>, Query, description = "1 to 1000, default 100")), responses((status = 200, description = "entries, newest first, and next_before"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "not an admin, banned, or a cross-site request", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
+/// **Permissions**: `audit:read`.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(("actor" = Option<String>, Query, description = "who"), ("action" = Option<String>, Query, description = "e.g. login, allowlist.add"), ("since" = Option<String>, Query, description = "RFC 3339 or Unix seconds, inclusive"), ("until" = Option<String>, Query, description = "RFC 3339 or Unix seconds, exclusive"), ("before" = Option<i64>, Query, description = "entries with a smaller sequence number (next page)"), ("limit" = Option<i64>, Query, description = "1 to 1000, default 100")), responses((status = 200, description = "entries, newest first, and next_before"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "lacks audit:read, banned, or a cross-site request", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn list(
     State(st): State<AppState>,
     ask: Ask,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    admin(&st, &ask).await?;
+    admin(&st, &ask, Permission::AuditRead).await?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::BadRequest("limit: 1 to 1000".into()));
@@ -68,10 +69,10 @@ pub async fn list(
 
 /// `GET /api/v1/audit/verify` — verifies the whole chain against the signed
 /// checkpoints: `ok`, or the first entry that breaks it and how.
-/// **Permissions**: an `[admin] roles` member.
-#[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit", responses((status = 200, description = "ok, or the first break and how"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "not an admin, banned, or a cross-site request", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
+/// **Permissions**: `audit:read`.
+#[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit", responses((status = 200, description = "ok, or the first break and how"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "lacks audit:read, banned, or a cross-site request", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn verify(State(st): State<AppState>, ask: Ask) -> Result<Json<Value>, ApiError> {
-    admin(&st, &ask).await?;
+    admin(&st, &ask, Permission::AuditRead).await?;
     let report = st.audit.verify().await?;
     let message = match &report.error {
         None => format!("ok: {} entries, head {}", report.entries, report.head),

@@ -6,9 +6,11 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{admin, audited, ApiError, Ask, ErrorBody};
+use super::{admin, ApiError, Ask, ErrorBody};
 use crate::app::AppState;
 use crate::identity::regulation::BanKey;
+use crate::service::access::Permission;
+use crate::service::audit::audited;
 use crate::store::Ban;
 
 async fn reload(st: &AppState) -> Result<Vec<Ban>, ApiError> {
@@ -18,10 +20,10 @@ async fn reload(st: &AppState) -> Result<Vec<Ban>, ApiError> {
 }
 
 /// `GET /api/v1/bans` — bans in force.
-/// **Permissions**: an `[admin] roles` member.
-#[utoipa::path(get, path = "/api/v1/bans", tag = "bans", responses((status = 200, description = "bans in force"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "not an admin, banned, or a cross-site request", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
+/// **Permissions**: `bans:read`.
+#[utoipa::path(get, path = "/api/v1/bans", tag = "bans", responses((status = 200, description = "bans in force"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "lacks bans:read, banned, or a cross-site request", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn list(State(st): State<AppState>, ask: Ask) -> Result<Json<Value>, ApiError> {
-    admin(&st, &ask).await?;
+    admin(&st, &ask, Permission::BansRead).await?;
     let bans = reload(&st).await?;
     Ok(Json(json!({ "bans": bans })))
 }
@@ -38,14 +40,14 @@ pub struct NewBan {
 }
 
 /// `POST /api/v1/bans` — ban an address or a user now.
-/// **Permissions**: an `[admin] roles` member.
-#[utoipa::path(post, path = "/api/v1/bans", tag = "bans", request_body = NewBan, responses((status = 200, description = "the ban"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "not an admin, banned, or a cross-site request", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
+/// **Permissions**: `bans:write`.
+#[utoipa::path(post, path = "/api/v1/bans", tag = "bans", request_body = NewBan, responses((status = 200, description = "the ban"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "lacks bans:write, banned, or a cross-site request", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn create(
     State(st): State<AppState>,
     ask: Ask,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let who = admin(&st, &ask).await?;
+    let who = admin(&st, &ask, Permission::BansWrite).await?;
     let req: NewBan =
         serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("body: {e}")))?;
     let key = match req.kind.as_str() {
@@ -106,10 +108,10 @@ pub async fn create(
     };
     let target = format!("{}:{}", ban.kind, ban.value);
     let details = json!({"expires_at": ban.expires_at, "reason": ban.reason});
-    ban.id = audited(&st, &who, &ask, "ban.add", &target, details, async {
+    ban.id = audited(&st.audit, &who, "ban.add", &target, details, async {
         let id = st.store.insert_ban(&ban).await?;
         reload(&st).await?;
-        Ok(id)
+        Ok::<_, ApiError>(id)
     })
     .await?;
     tracing::warn!(actor = %who.actor(), kind = %ban.kind, value = %ban.value, "ban added by hand");
@@ -117,14 +119,14 @@ pub async fn create(
 }
 
 /// `DELETE /api/v1/bans/{id}` — lift a ban.
-/// **Permissions**: an `[admin] roles` member.
-#[utoipa::path(delete, path = "/api/v1/bans/{id}", tag = "bans", params(("id" = String, Path, description = "ban id")), responses((status = 200, description = "lifted"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "not an admin, banned, or a cross-site request", body = ErrorBody), (status = 404, description = "no such entry", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
+/// **Permissions**: `bans:write`.
+#[utoipa::path(delete, path = "/api/v1/bans/{id}", tag = "bans", params(("id" = String, Path, description = "ban id")), responses((status = 200, description = "lifted"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "lacks bans:write, banned, or a cross-site request", body = ErrorBody), (status = 404, description = "no such entry", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn lift(
     State(st): State<AppState>,
     ask: Ask,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let who = admin(&st, &ask).await?;
+    let who = admin(&st, &ask, Permission::BansWrite).await?;
     let id: i64 = id.parse().map_err(|_| ApiError::NotFound("ban"))?;
     let now = st.clock.now();
     let live = st.store.live_bans(now).await?;
@@ -133,14 +135,13 @@ pub async fn lift(
     };
     let target = format!("{}:{}", ban.kind, ban.value);
     audited(
-        &st,
+        &st.audit,
         &who,
-        &ask,
         "ban.lift",
         &target,
         json!({"id": id}),
         async {
-            if !st.store.lift_ban(id, now, &who.actor()).await? {
+            if !st.store.lift_ban(id, now, who.actor()).await? {
                 return Err(ApiError::NotFound("ban"));
             }
             if let Some(k) = BanKey::of(ban) {

@@ -25,11 +25,26 @@ use crate::app::{counts_as_failure, note_failure};
 use crate::decision::target::client_address;
 use crate::http::authz::{authenticate, bearer, session_subject};
 use crate::http::login::cookie_value;
+use crate::service::access::{self, Admin, Permission};
+use crate::service::audit::Coded;
+use crate::service::DomainError;
 
 /// The body of every API error.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
+}
+
+impl ErrorBody {
+    pub fn new(code: &str, message: String) -> Self {
+        ErrorBody {
+            error: ErrorDetail {
+                code: code.to_string(),
+                message,
+                lines: None,
+            },
+        }
+    }
 }
 
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
@@ -114,7 +129,8 @@ pub async fn openapi() -> Response {
 pub enum ApiError {
     Unauthenticated,
     InvalidToken,
-    Forbidden,
+    /// The caller lacks this permission.
+    Forbidden(Permission),
     /// A cookie-authenticated change that does not come from gatehouse's origin.
     CrossSite,
     /// The client address or user is banned (brute-force regulation).
@@ -131,7 +147,7 @@ impl ApiError {
         match self {
             ApiError::Unauthenticated => "unauthenticated",
             ApiError::InvalidToken => "invalid_token",
-            ApiError::Forbidden => "forbidden",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::CrossSite => "cross_site_request",
             ApiError::Banned => "banned",
             ApiError::NotFound(_) => "not_found",
@@ -154,10 +170,10 @@ impl IntoResponse for ApiError {
                 "invalid_token",
                 "the presented credentials were not accepted".to_string(),
             ),
-            ApiError::Forbidden => (
+            ApiError::Forbidden(p) => (
                 StatusCode::FORBIDDEN,
                 "forbidden",
-                "an admin role is required".to_string(),
+                format!("this needs the permission {}", p.as_str()),
             ),
             ApiError::Banned => (
                 StatusCode::FORBIDDEN,
@@ -185,11 +201,7 @@ impl IntoResponse for ApiError {
                 )
             }
         };
-        let mut resp = (
-            status,
-            Json(json!({"error": {"code": code, "message": message}})),
-        )
-            .into_response();
+        let mut resp = error_response(status, code, message);
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -204,6 +216,46 @@ impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         ApiError::Internal(e.to_string())
     }
+}
+
+/// The one mapping from the services' errors to the API's.
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        match e {
+            DomainError::Forbidden(p) => ApiError::Forbidden(p),
+            DomainError::NotFound(what) => ApiError::NotFound(what),
+            DomainError::Invalid(m) => ApiError::BadRequest(m),
+            DomainError::Internal(m) => ApiError::Internal(m),
+        }
+    }
+}
+
+impl Coded for ApiError {
+    fn code(&self) -> &'static str {
+        ApiError::code(self)
+    }
+}
+
+/// Every JSON error the product answers, in the one shape ([`ErrorBody`]).
+pub fn error_response(status: StatusCode, code: &str, message: String) -> Response {
+    error_with_lines(status, code, message, None)
+}
+
+/// [`error_response`] with the bad lines of an import.
+pub fn error_with_lines(
+    status: StatusCode,
+    code: &str,
+    message: String,
+    lines: Option<Vec<LineError>>,
+) -> Response {
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: code.to_string(),
+            message,
+            lines,
+        },
+    };
+    (status, Json(body)).into_response()
 }
 
 /// Query parameters whose errors (unknown or malformed) answer in the API's
@@ -341,79 +393,11 @@ fn same_origin(st: &AppState, method: &Method, h: &HeaderMap) -> Result<(), ApiE
     Ok(())
 }
 
-fn is_admin(st: &AppState, id: &Identity) -> bool {
-    st.config
-        .admin
-        .roles
-        .iter()
-        .any(|r| id.groups.binary_search(r).is_ok())
-}
-
-/// Proof that the caller holds one of `[admin] roles`. Handlers for dangerous
-/// operations take one, so they cannot run without the check having passed.
-#[derive(Debug, Clone)]
-pub struct Admin {
-    pub identity: Arc<Identity>,
-}
-
-impl Admin {
-    /// Who did it, for `terminated_by` and (later) the audit log.
-    pub fn actor(&self) -> String {
-        self.identity.user.clone()
-    }
-}
-
-/// Runs an admin change between two audit entries: the intent (`requested`),
-/// written first — if it cannot be written the change does not happen — and
-/// the outcome (`ok`, or `failed` with the error code).
-pub async fn audited<T>(
-    st: &AppState,
-    who: &Admin,
-    ask: &Ask,
-    action: &str,
-    target: &str,
-    details: serde_json::Value,
-    change: impl std::future::Future<Output = Result<T, ApiError>>,
-) -> Result<T, ApiError> {
-    use crate::audit::NewEntry;
-    let addr = ask.client.to_string();
-    st.audit
-        .append(NewEntry::new(
-            &who.actor(),
-            &addr,
-            action,
-            target,
-            "requested",
-            details.clone(),
-        ))
-        .await
-        .map_err(|e| {
-            ApiError::Internal(format!("audit intent not written, change refused: {e}"))
-        })?;
-    let r = change.await;
-    let (result, mut details) = (if r.is_ok() { "ok" } else { "failed" }, details);
-    if let (Err(e), Some(obj)) = (&r, details.as_object_mut()) {
-        obj.insert("error".into(), json!(e.code()));
-    }
-    st.audit
-        .record(NewEntry::new(
-            &who.actor(),
-            &addr,
-            action,
-            target,
-            result,
-            details,
-        ))
-        .await;
-    r
-}
-
-pub async fn admin(st: &AppState, ask: &Ask) -> Result<Admin, ApiError> {
+/// The caller, authenticated and authorised for `need`: the capability that
+/// admin service methods take (see [`crate::service::access`]).
+pub async fn admin(st: &AppState, ask: &Ask, need: Permission) -> Result<Admin, ApiError> {
     let id = caller(st, ask).await?;
-    if !is_admin(st, &id) {
-        return Err(ApiError::Forbidden);
-    }
-    Ok(Admin { identity: id })
+    Ok(access::admit(&st.config, id, ask.client, need)?)
 }
 
 /// `GET /api/v1/me` — the caller as the decision engine sees it.
@@ -421,7 +405,7 @@ pub async fn admin(st: &AppState, ask: &Ask) -> Result<Admin, ApiError> {
 #[utoipa::path(get, path = "/api/v1/me", tag = "identity", responses((status = 200, description = "the caller's identity"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "not an admin, banned, or a cross-site request", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn me(State(st): State<AppState>, ask: Ask) -> Result<Json<serde_json::Value>, ApiError> {
     let id = caller(&st, &ask).await?;
-    let admin = is_admin(&st, &id);
+    let grants = access::grants_of(&st.config, &id);
     Ok(Json(json!({
         "user": id.user,
         "sub": id.sub,
@@ -433,17 +417,18 @@ pub async fn me(State(st): State<AppState>, ask: Ask) -> Result<Json<serde_json:
         "amr": id.amr,
         "sid": id.sid,
         "expires_at": id.exp,
-        "admin": admin,
+        "admin": grants.is_all(),
+        "permissions": grants.names(),
     })))
 }
 
 /// A known path with a method it does not take: 405 in the API's error shape.
 pub async fn method_not_allowed() -> Response {
-    let mut r = (
+    let mut r = error_response(
         StatusCode::METHOD_NOT_ALLOWED,
-        Json(json!({"error": {"code": "method_not_allowed", "message": "this path does not take that method"}})),
-    )
-        .into_response();
+        "method_not_allowed",
+        "this path does not take that method".into(),
+    );
     r.headers_mut().insert(
         header::CACHE_CONTROL,
         header::HeaderValue::from_static("no-store"),

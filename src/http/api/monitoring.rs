@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use super::{admin, ApiError, ApiQuery, Ask, ErrorBody};
 use crate::app::{flush_usage, AppState};
 use crate::clock::rfc3339;
+use crate::service::access::Permission;
 
 /// Longest window the usage endpoint answers for (the store keeps 31 days).
 const MAX_WINDOW_SECS: u64 = 31 * 24 * 3600;
@@ -37,14 +38,14 @@ fn table(m: BTreeMap<String, Tally>) -> Vec<Value> {
 }
 
 /// `GET /api/v1/monitoring/usage?window=1h` — decisions in the window, grouped.
-/// **Permissions**: an `[admin] roles` member.
-#[utoipa::path(get, path = "/api/v1/monitoring/usage", tag = "monitoring", params(("window" = Option<String>, Query, description = "e.g. 15m, 1h, 7d (default 1h, at most 31d)")), responses((status = 200, description = "requests and denials grouped by user, host, rule, result and reason; live sessions"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "not an admin, banned, or a cross-site request", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
+/// **Permissions**: `monitoring:read`.
+#[utoipa::path(get, path = "/api/v1/monitoring/usage", tag = "monitoring", params(("window" = Option<String>, Query, description = "e.g. 15m, 1h, 7d (default 1h, at most 31d)")), responses((status = 200, description = "requests and denials grouped by user, host, rule, result and reason; live sessions"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "lacks monitoring:read, banned, or a cross-site request", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn usage(
     State(st): State<AppState>,
     ask: Ask,
     ApiQuery(q): ApiQuery<UsageQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    admin(&st, &ask).await?;
+    admin(&st, &ask, Permission::MonitoringRead).await?;
     let window = crate::config::parse_duration(q.window.as_deref().unwrap_or("1h"))
         .map_err(|e| ApiError::BadRequest(format!("window: {e}")))?;
     if window.as_secs() == 0 || window.as_secs() > MAX_WINDOW_SECS {
@@ -90,7 +91,7 @@ pub async fn usage(
             t.denials += denied;
         }
     }
-    let mut sessions: Vec<Value> = super::sessions::active_sessions(&st, now, None)
+    let mut sessions: Vec<Value> = crate::service::sessions::active_sessions(&st, now, None)
         .await?
         .into_iter()
         .map(|s| json!({"id": s.id, "user": s.username, "last_seen": rfc3339(s.last_seen), "client_addr": s.client_addr}))

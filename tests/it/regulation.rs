@@ -3,7 +3,7 @@
 //! honours; bans are listed, added and lifted through the API, expire on time
 //! (injected clock) and survive a restart.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

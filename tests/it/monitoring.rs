@@ -2,7 +2,7 @@
 //! grouped by user, host, rule, result and reason over a window; and the
 //! Prometheus metrics the operator scrapes.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::Value;

@@ -2,7 +2,7 @@
 //! removed or expired one closes it; imports are all or nothing and name every
 //! bad line; static entries are read-only; every change is audited.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

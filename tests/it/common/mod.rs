@@ -14,9 +14,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gatehouse::app::{build_state, serve_on, start_background, AppState};
+use gatehouse::app::{build_state, start_background, AppState};
 use gatehouse::clock::SharedClock;
 use gatehouse::config::Config;
+use gatehouse::http::server::serve_on;
 use serde_json::Value;
 
 pub fn idp_dir() -> PathBuf {
@@ -50,17 +51,39 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A private JWK made by the IdP script (`genkey`), for key files.
+/// A private JWK made by the IdP script (`genkey`), for key files. Node has been
+/// seen to hang at exit (a futex wait after the key was printed), so each try
+/// is bounded and a hung one is killed and tried again.
 pub fn gen_key(kty: &str, kid: &str) -> Value {
     ensure_idp_installed();
-    let out = Command::new("node")
-        .args(["idp.mjs", "genkey", kty, kid])
-        .current_dir(idp_dir())
-        .stderr(Stdio::null())
-        .output()
-        .expect("node must be installed");
-    assert!(out.status.success());
-    serde_json::from_slice(&out.stdout).unwrap()
+    for _ in 0..3 {
+        let mut child = Command::new("node")
+            .args(["idp.mjs", "genkey", kty, kid])
+            .current_dir(idp_dir())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("node must be installed");
+        let mut stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            std::io::Read::read_to_end(&mut stdout, &mut out).map(|_| out)
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Killing one that already exited does nothing; the wait reaps it either way.
+        let _ = child.kill();
+        let status = child.wait().ok();
+        let out = reader.join().unwrap().unwrap_or_default();
+        // A key printed whole is good even when node then hung on its way out.
+        if let Ok(v) = serde_json::from_slice::<Value>(&out) {
+            return v;
+        }
+        eprintln!("node idp.mjs genkey {kty}: no key (status {status:?}); trying again");
+    }
+    panic!("node idp.mjs genkey {kty} failed three times");
 }
 
 /// The real OpenID provider, running until dropped.

@@ -6,7 +6,7 @@
 //! of mutated requests. Plus what only the fast path does: pipelining, close,
 //! hand-off mid-connection, and graceful shutdown of idle connections.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! docs/openapi.json must not drift from it. To regenerate after an API change:
 //! `GATEHOUSE_WRITE_OPENAPI=1 cargo test --test openapi`.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::Value;

@@ -6,7 +6,7 @@
 //! Requests come from 127.0.0.2 so that the real client is not one of
 //! gatehouse's trusted proxies (127.0.0.1).
 
-mod common;
+use crate::common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 

@@ -1,7 +1,7 @@
 //! The binary as an operator runs it: `check-config`, `token mint`, and `serve`
 //! on the embedded defaults in an empty directory (the README's first command).
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;

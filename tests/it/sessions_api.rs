@@ -2,7 +2,7 @@
 //! termination that the very next decision already honours — also across a
 //! restart. Sessions are put in the store directly until the login flow exists.
 
-mod common;
+use crate::common;
 
 use common::*;
 use gatehouse::clock::{Clock, SystemClock};

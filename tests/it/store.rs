@@ -1,7 +1,7 @@
 //! The store on SQLite and on a real PostgreSQL server: migrations (idempotent,
 //! concurrent), sessions and revocations, and `gatehouse migrate`.
 
-mod common;
+use crate::common;
 
 use common::pg::Postgres;
 use gatehouse::store::{Backend, Revocation, RevocationKind, SessionRecord, Store};

@@ -2,7 +2,7 @@
 //! forwarded headers, path and host tricks, WebSocket token smuggling. Every case
 //! must deny; none may panic or answer anything but the documented statuses.
 
-mod common;
+use crate::common;
 
 use base64::Engine;
 use common::*;

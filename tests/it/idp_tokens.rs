@@ -2,7 +2,7 @@
 //! Keycloak's: claims to headers, rules, refused token kinds, key rotation, and
 //! an IdP that goes down or is not there yet.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! (real and crafted tokens); refresh bringing role changes; inactivity; cookie
 //! API calls and cross-site refusal; restart — on SQLite and on PostgreSQL.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 
@@ -864,7 +864,7 @@ async fn browser_features() {
     );
     w.set_accounts(&["editor", "viewer"], false);
     w.clock.advance(400);
-    gatehouse::http::login::refresh_due_sessions(&w.gh.state).await;
+    gatehouse::service::login::refresh_due_sessions(&w.gh.state).await;
     let r = w.decide(&dc, "/", false).await;
     assert_eq!(r.status(), 200);
     assert_eq!(
@@ -874,7 +874,7 @@ async fn browser_features() {
     );
     w.set_accounts(&["editor", "viewer"], true);
     w.clock.advance(400);
-    gatehouse::http::login::refresh_due_sessions(&w.gh.state).await;
+    gatehouse::service::login::refresh_due_sessions(&w.gh.state).await;
     assert_eq!(
         w.decide(&dc, "/", false).await.status(),
         401,

@@ -4,7 +4,7 @@
 //! PostgreSQL — form one linear chain; checkpoints reach a real syslog listener
 //! and a webhook; a 100,000-entry log verifies.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,0 +1,63 @@
+//! Admin changes between two audit entries: the intent (`requested`), written
+//! first — if it cannot be written the change does not happen — and the outcome
+//! (`ok`, or `failed` with the error code). Knows nothing of HTTP.
+
+use serde_json::{json, Value};
+
+use super::access::Admin;
+use super::DomainError;
+use crate::audit::log::AuditLog;
+use crate::audit::NewEntry;
+
+/// An error that has a stable code for the outcome entry.
+pub trait Coded {
+    fn code(&self) -> &'static str;
+}
+
+impl Coded for DomainError {
+    fn code(&self) -> &'static str {
+        DomainError::code(self)
+    }
+}
+
+/// Runs `change` between the intent and the outcome entries of `action` on
+/// `target`, done by `who`.
+pub async fn audited<T, E: Coded + From<DomainError>>(
+    log: &AuditLog,
+    who: &Admin,
+    action: &str,
+    target: &str,
+    details: Value,
+    change: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    let addr = who.client().to_string();
+    log.append(NewEntry::new(
+        who.actor(),
+        &addr,
+        action,
+        target,
+        "requested",
+        details.clone(),
+    ))
+    .await
+    .map_err(|e| {
+        E::from(DomainError::Internal(format!(
+            "audit intent not written, change refused: {e}"
+        )))
+    })?;
+    let r = change.await;
+    let (result, mut details) = (if r.is_ok() { "ok" } else { "failed" }, details);
+    if let (Err(e), Some(obj)) = (&r, details.as_object_mut()) {
+        obj.insert("error".into(), json!(e.code()));
+    }
+    log.record(NewEntry::new(
+        who.actor(),
+        &addr,
+        action,
+        target,
+        result,
+        details,
+    ))
+    .await;
+    r
+}

@@ -1,0 +1,20 @@
+//! The one integration-test crate: every black-box test is a module here, so the
+//! whole library (aws-lc, sqlx) is linked once, not once per file. Each module
+//! owns its data and starts what it needs; `common` is the shared harness.
+
+mod common;
+
+mod allowlist;
+mod architecture;
+mod audit;
+mod cli;
+mod hostile;
+mod idp_tokens;
+mod login;
+mod monitoring;
+mod openapi;
+mod proxies;
+mod regulation;
+mod sessions_api;
+mod store;
+mod wire;
