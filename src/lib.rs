@@ -13,6 +13,7 @@ pub mod app;
 pub mod audit;
 pub mod clock;
 pub mod config;
+pub mod crypto;
 pub mod decision;
 pub mod http;
 pub mod identity;

@@ -5,10 +5,9 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use hmac::{Hmac, Mac};
+use crate::crypto::Sha256;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 /// The predecessor of the first entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -153,17 +152,15 @@ pub struct Checkpoint {
 }
 
 fn checkpoint_mac(key: &[u8], seq: i64, hash: &str, time: &str) -> String {
-    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
-    for part in [
-        CHECKPOINT_DOMAIN,
-        &seq.to_be_bytes(),
-        hash.as_bytes(),
-        time.as_bytes(),
-    ] {
-        m.update(&(part.len() as u64).to_be_bytes());
-        m.update(part);
-    }
-    hex(&m.finalize().into_bytes())
+    hex(&crate::crypto::hmac_sha256_framed(
+        key,
+        &[
+            CHECKPOINT_DOMAIN,
+            &seq.to_be_bytes(),
+            hash.as_bytes(),
+            time.as_bytes(),
+        ],
+    ))
 }
 
 impl Checkpoint {
@@ -177,7 +174,7 @@ impl Checkpoint {
     }
     pub fn valid(&self, key: &[u8]) -> bool {
         let want = checkpoint_mac(key, self.seq, &self.hash, &self.time);
-        crate::identity::oidc::constant_time_eq(want.as_bytes(), self.mac.as_bytes())
+        crate::crypto::constant_time_eq(want.as_bytes(), self.mac.as_bytes())
     }
 }
 

@@ -67,7 +67,7 @@ impl AuditLog {
                 last_at: clock.now(),
             }),
             clock,
-            http: reqwest::Client::builder()
+            http: crate::crypto::http_client()
                 .timeout(Duration::from_secs(5))
                 .redirect(reqwest::redirect::Policy::none())
                 .build()

@@ -7,12 +7,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::crypto::Sha256;
 use arc_swap::ArcSwap;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, Validation};
 use moka::sync::Cache;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 use super::claims::{identity_from_claims, ClaimPath, ClaimsError};
 use super::keys::{parse_jwks, KeySet, MAX_JWKS_BYTES};
@@ -332,7 +332,7 @@ impl std::hash::Hasher for DigestHash {
 
 /// What the cache key is: the token's SHA-256, so tokens never sit in memory twice.
 pub fn token_hash(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
+    Sha256::digest(token.as_bytes())
 }
 
 fn b64_json(segment: &str) -> Option<Map<String, Value>> {
@@ -389,7 +389,7 @@ impl TokenValidator {
         metrics: Arc<Metrics>,
         cache_capacity: u64,
     ) -> Self {
-        let http = reqwest::Client::builder()
+        let http = crate::crypto::http_client()
             .timeout(HTTP_TIMEOUT)
             .connect_timeout(Duration::from_secs(3))
             .redirect(reqwest::redirect::Policy::none())

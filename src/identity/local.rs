@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::path::Path;
 
+use crate::crypto::Sha256;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
     EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING,
@@ -11,7 +12,6 @@ use aws_lc_rs::signature::{
 use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use super::jwt::IssuerHandle;
 use super::keys::{parse_jwks, KeySet};

@@ -7,11 +7,11 @@
 
 use std::time::Duration;
 
+use crate::crypto::Sha256;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 use super::jwt::IssuerHandle;
 use crate::decision::rules::DomainPattern;
@@ -96,13 +96,7 @@ pub fn pkce_challenge(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
-/// Compares two secrets without an early exit on the first difference.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
+pub use crate::crypto::constant_time_eq;
 
 /// The IdP's endpoints, from its discovery document.
 #[derive(Debug, Clone)]
@@ -168,7 +162,7 @@ pub struct TokenSet {
 
 /// An HTTP client for the token endpoint: no redirects, bounded time.
 pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
+    crate::crypto::http_client()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(HTTP_TIMEOUT)
         .build()

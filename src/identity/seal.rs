@@ -5,10 +5,10 @@
 
 use std::path::Path;
 
+use crate::crypto::Sha256;
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use sha2::{Digest, Sha256};
 
 /// Random bytes from the operating system's generator, base64url without padding.
 pub fn random_token(bytes: usize) -> String {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use sha2::{Digest, Sha256};
+use crate::crypto::Sha256;
 
 use crate::decision::Identity;
 use crate::store::SessionRecord;
@@ -140,7 +140,7 @@ impl SessionTable {
         if !plausible_cookie(cookie_value) {
             return Err(SessionMiss::Unknown);
         }
-        let key: [u8; 32] = Sha256::digest(cookie_value.as_bytes()).into();
+        let key: [u8; 32] = Sha256::digest(cookie_value.as_bytes());
         let found = {
             let map = self.map.read().unwrap_or_else(|e| e.into_inner());
             map.get(&key).cloned()

@@ -187,3 +187,34 @@ fn the_checker_sees_what_it_must() {
         "crate::store::Store"
     ));
 }
+
+#[test]
+fn one_crypto_library() {
+    // rustls, jsonwebtoken and our own hashing all run on aws-lc-rs; ring (a
+    // second C crypto library) must not come back through a feature default.
+    // (Cargo.lock still names ring as rustls-webpki's optional dependency; what
+    // counts is the build graph. sqlx's PostgreSQL login brings RustCrypto
+    // sha2/hmac for itself.)
+    let tree = |krate: &str| {
+        let out = std::process::Command::new(env!("CARGO"))
+            .args(["tree", "--offline", "-e", "normal,build", "-i", krate])
+            .current_dir(root())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "cargo tree failed: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let ring = tree("ring");
+    assert!(
+        ring.trim().is_empty(),
+        "ring is in the build graph:\n{ring}"
+    );
+    assert!(
+        tree("aws-lc-rs").contains("rustls"),
+        "rustls is not on aws-lc-rs"
+    );
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    for dep in ["sha2 =", "hmac =", "ring ="] {
+        assert!(!manifest.contains(dep), "Cargo.toml depends on {dep}");
+    }
+}
