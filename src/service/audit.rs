@@ -4,10 +4,12 @@
 
 use serde_json::{json, Value};
 
-use super::access::Admin;
+use super::access::{Admin, Permission};
 use super::DomainError;
+use crate::app::Inner;
 use crate::audit::log::AuditLog;
-use crate::audit::NewEntry;
+use crate::audit::{Entry, NewEntry};
+use crate::store::AuditFilter;
 
 /// An error that has a stable code for the outcome entry.
 pub trait Coded {
@@ -60,4 +62,29 @@ pub async fn audited<T, E: Coded + From<DomainError>>(
     ))
     .await;
     r
+}
+
+/// A page of entries, newest first, and the `before` value of the next page.
+pub async fn page(
+    st: &Inner,
+    who: &Admin,
+    f: &AuditFilter,
+) -> Result<(Vec<Entry>, Option<i64>), DomainError> {
+    who.require(Permission::AuditRead)?;
+    if !(1..=1000).contains(&f.limit) {
+        return Err(DomainError::Invalid("limit: 1 to 1000".into()));
+    }
+    let entries = st.store.audit_page(f).await?;
+    let next = if entries.len() as i64 == f.limit {
+        entries.last().map(|e| e.seq)
+    } else {
+        None
+    };
+    Ok((entries, next))
+}
+
+/// Verifies the whole chain against the signed checkpoints.
+pub async fn verify(st: &Inner, who: &Admin) -> Result<crate::audit::chain::Report, DomainError> {
+    who.require(Permission::AuditRead)?;
+    Ok(st.audit.verify().await?)
 }

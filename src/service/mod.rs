@@ -7,11 +7,16 @@
 //! - [`audit`]: intent → change → outcome around an admin change.
 //! - [`sessions`]: list and end sessions (store, live table, revocations).
 //! - [`login`]: the OIDC token checks of a login and the background refresh.
+//! - [`allowlist`], [`bans`], [`usage`]: the runtime allowlist, manual bans,
+//!   usage reports; [`audit`] also pages and verifies the chain.
 
 pub mod access;
+pub mod allowlist;
 pub mod audit;
+pub mod bans;
 pub mod login;
 pub mod sessions;
+pub mod usage;
 
 /// Why a domain operation did not happen. One `From<DomainError> for ApiError`
 /// (in `http::api`) turns it into a status and the JSON error body.
@@ -22,6 +27,8 @@ pub enum DomainError {
     NotFound(&'static str),
     /// Bad input; the message says what and how to fix it.
     Invalid(String),
+    /// Bad lines of a batch (an import), each numbered; nothing was changed.
+    InvalidLines(Vec<(usize, String)>),
     /// Details go to the log once; callers get a generic message.
     Internal(String),
 }
@@ -33,6 +40,7 @@ impl DomainError {
             DomainError::Forbidden(_) => "forbidden",
             DomainError::NotFound(_) => "not_found",
             DomainError::Invalid(_) => "bad_request",
+            DomainError::InvalidLines(_) => "invalid_import",
             DomainError::Internal(_) => "internal",
         }
     }
@@ -44,6 +52,7 @@ impl std::fmt::Display for DomainError {
             DomainError::Forbidden(p) => write!(f, "this needs the permission {}", p.as_str()),
             DomainError::NotFound(what) => write!(f, "no such {what}"),
             DomainError::Invalid(m) | DomainError::Internal(m) => f.write_str(m),
+            DomainError::InvalidLines(l) => write!(f, "{} line(s) are not valid", l.len()),
         }
     }
 }

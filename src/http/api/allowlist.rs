@@ -6,36 +6,15 @@ use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use ipnet::IpNet;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{admin, ApiError, Ask, ErrorBody};
-use crate::app::{reload_allowlist, AppState};
-use crate::clock::{parse_rfc3339, rfc3339};
+use crate::app::AppState;
+use crate::clock::rfc3339;
+use crate::service;
 use crate::service::access::Permission;
-use crate::service::audit::audited;
 use crate::store::AllowRecord;
-
-/// Most entries one import may add.
-const MAX_IMPORT: usize = 10_000;
-
-/// A CIDR as the allowlist keeps it: validated by ipnet, host bits refused (a
-/// typo would silently widen or narrow the entry), a bare address made /32 or
-/// /128, IPv4-mapped IPv6 written as IPv4 (client addresses are compared that way).
-pub fn normalise_cidr(s: &str) -> Result<IpNet, String> {
-    let n = crate::config::parse_cidr(s)?;
-    if let IpNet::V6(v6) = n {
-        if let Some(v4) = v6.addr().to_ipv4_mapped() {
-            if v6.prefix_len() >= 96 {
-                return Ok(IpNet::V4(
-                    ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).map_err(|e| e.to_string())?,
-                ));
-            }
-        }
-    }
-    Ok(n)
-}
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -47,31 +26,14 @@ pub struct NewEntry {
     pub expires_at: Option<String>,
 }
 
-fn checked(e: &NewEntry, now: i64, by: &str) -> Result<AllowRecord, String> {
-    let net = normalise_cidr(&e.cidr)?;
-    if e.description.len() > 256 || e.description.chars().any(char::is_control) {
-        return Err("description: at most 256 characters, no control characters".into());
-    }
-    let expires_at = match &e.expires_at {
-        None => None,
-        Some(t) => {
-            let at = parse_rfc3339(t).ok_or_else(|| {
-                format!("expires_at: {t:?} is not an RFC 3339 time (2026-12-31T23:59:59Z)")
-            })?;
-            if at <= now {
-                return Err(format!("expires_at: {t} is in the past"));
-            }
-            Some(at)
+impl From<NewEntry> for service::allowlist::NewEntry {
+    fn from(e: NewEntry) -> Self {
+        service::allowlist::NewEntry {
+            cidr: e.cidr,
+            description: e.description,
+            expires_at: e.expires_at,
         }
-    };
-    Ok(AllowRecord {
-        id: 0,
-        cidr: net.to_string(),
-        description: e.description.clone(),
-        created_by: by.to_string(),
-        created_at: now,
-        expires_at,
-    })
+    }
 }
 
 fn entry_json(r: &AllowRecord, now: i64) -> Value {
@@ -88,11 +50,11 @@ fn entry_json(r: &AllowRecord, now: i64) -> Value {
 /// **Permissions**: `allowlist:read`.
 #[utoipa::path(get, path = "/api/v1/allowlist", tag = "allowlist", responses((status = 200, description = "runtime and static entries"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "lacks allowlist:read, banned, or a cross-site request", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn list(State(st): State<AppState>, ask: Ask) -> Result<Json<Value>, ApiError> {
-    admin(&st, &ask, Permission::AllowlistRead).await?;
+    let who = admin(&st, &ask, Permission::AllowlistRead).await?;
+    let l = service::allowlist::list(&st, &who).await?;
     let now = st.clock.now();
-    let mut out: Vec<Value> = st
-        .static_allowlist
-        .load()
+    let mut out: Vec<Value> = l
+        .static_entries
         .iter()
         .enumerate()
         .map(|(i, n)| {
@@ -104,16 +66,8 @@ pub async fn list(State(st): State<AppState>, ask: Ask) -> Result<Json<Value>, A
             })
         })
         .collect();
-    out.extend(
-        st.store
-            .allowlist()
-            .await?
-            .iter()
-            .map(|r| entry_json(r, now)),
-    );
-    Ok(Json(
-        json!({ "entries": out, "enforced": st.policy.load().allowlist_enforced }),
-    ))
+    out.extend(l.runtime.iter().map(|r| entry_json(r, now)));
+    Ok(Json(json!({ "entries": out, "enforced": l.enforced })))
 }
 
 /// `POST /api/v1/allowlist` — add one entry `{"cidr","description","expires_at"?}`.
@@ -127,20 +81,8 @@ pub async fn add(
     let who = admin(&st, &ask, Permission::AllowlistWrite).await?;
     let e: NewEntry =
         serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("body: {e}")))?;
-    let now = st.clock.now();
-    let mut rec = checked(&e, now, who.actor()).map_err(ApiError::BadRequest)?;
-    let details = json!({"description": rec.description, "expires_at": rec.expires_at});
-    let target = rec.cidr.clone();
-    rec.id = audited(&st.audit, &who, "allowlist.add", &target, details, async {
-        let ids = st
-            .store
-            .insert_allowlist(std::slice::from_ref(&rec))
-            .await?;
-        reload_allowlist(&st).await?;
-        Ok::<_, ApiError>(ids[0])
-    })
-    .await?;
-    Ok(Json(json!({ "entry": entry_json(&rec, now) })))
+    let rec = service::allowlist::add(&st, &who, &e.into()).await?;
+    Ok(Json(json!({ "entry": entry_json(&rec, st.clock.now()) })))
 }
 
 /// `DELETE /api/v1/allowlist/{id}` — remove a runtime entry.
@@ -152,33 +94,7 @@ pub async fn remove(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let who = admin(&st, &ask, Permission::AllowlistWrite).await?;
-    if id.starts_with("static-") {
-        return Err(ApiError::BadRequest(
-            "this entry comes from the configuration (access.allowlist); change it there".into(),
-        ));
-    }
-    let n: i64 = id
-        .parse()
-        .map_err(|_| ApiError::NotFound("allowlist entry"))?;
-    let Some(rec) = st.store.allowlist().await?.into_iter().find(|r| r.id == n) else {
-        return Err(ApiError::NotFound("allowlist entry"));
-    };
-    let now = st.clock.now();
-    audited(
-        &st.audit,
-        &who,
-        "allowlist.remove",
-        &rec.cidr,
-        json!({"id": n}),
-        async {
-            if !st.store.delete_allowlist(n, now, who.actor()).await? {
-                return Err(ApiError::NotFound("allowlist entry"));
-            }
-            reload_allowlist(&st).await?;
-            Ok(())
-        },
-    )
-    .await?;
+    service::allowlist::remove(&st, &who, &id).await?;
     Ok(Json(json!({ "removed": id })))
 }
 
@@ -209,7 +125,6 @@ pub async fn import(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let who = admin(&st, &ask, Permission::AllowlistWrite).await?;
-    let now = st.clock.now();
     let ctype = ask
         .headers
         .get(header::CONTENT_TYPE)
@@ -262,79 +177,11 @@ pub async fn import(
                 .into(),
         )),
     };
-    if parsed.is_empty() {
-        return Err(ApiError::BadRequest("nothing to import".into()));
-    }
-    if parsed.len() > MAX_IMPORT {
-        return Err(ApiError::BadRequest(format!(
-            "at most {MAX_IMPORT} entries per import"
-        )));
-    }
-    let existing: std::collections::HashMap<String, i64> = st
-        .store
-        .allowlist()
-        .await?
-        .into_iter()
-        .map(|r| (r.cidr, r.id))
-        .collect();
-    let mut seen: std::collections::HashMap<String, usize> = Default::default();
-    let mut records = vec![];
-    let mut bad = vec![];
-    for (line, e) in &parsed {
-        match checked(e, now, who.actor()) {
-            Ok(r) => {
-                if let Some(id) = existing.get(&r.cidr) {
-                    bad.push((
-                        *line,
-                        format!("{} is already in the allowlist (id {id})", r.cidr),
-                    ));
-                } else if let Some(first) = seen.get(&r.cidr) {
-                    bad.push((*line, format!("{} repeats line {first}", r.cidr)));
-                } else {
-                    seen.insert(r.cidr.clone(), *line);
-                    records.push(r);
-                }
-            }
-            Err(m) => bad.push((*line, m)),
-        }
-    }
-    if !bad.is_empty() {
-        return Ok(import_error(bad));
-    }
-    let cidrs: Vec<&str> = records.iter().map(|r| r.cidr.as_str()).collect();
-    let details = json!({"count": records.len(), "cidrs": cidrs});
-    let ids = audited(
-        &st.audit,
-        &who,
-        "allowlist.import",
-        &format!("{} entries", records.len()),
-        details,
-        async {
-            let ids = st.store.insert_allowlist(&records).await?;
-            reload_allowlist(&st).await?;
-            Ok::<_, ApiError>(ids)
-        },
-    )
-    .await?;
+    let parsed: Vec<(usize, service::allowlist::NewEntry)> =
+        parsed.into_iter().map(|(n, e)| (n, e.into())).collect();
+    let ids = match service::allowlist::import(&st, &who, &parsed).await {
+        Err(service::DomainError::InvalidLines(bad)) => return Ok(import_error(bad)),
+        r => r?,
+    };
     Ok(Json(json!({ "imported": ids.len(), "ids": ids.iter().map(|i| i.to_string()).collect::<Vec<_>>() })).into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn normalises() {
-        let n = |s: &str| normalise_cidr(s).map(|n| n.to_string());
-        assert_eq!(n("192.0.2.7").unwrap(), "192.0.2.7/32");
-        assert_eq!(n("2001:DB8::/32").unwrap(), "2001:db8::/32");
-        assert_eq!(n("::ffff:10.0.0.0/104").unwrap(), "10.0.0.0/8");
-        assert_eq!(n(" 10.0.0.0/8 ").unwrap(), "10.0.0.0/8");
-        assert!(n("10.0.0.1/8")
-            .unwrap_err()
-            .contains("did you mean 10.0.0.0/8"));
-        for bad in ["", "10.0.0.0/33", "example.com", "10.0.0.0/8/8", "1.2.3"] {
-            assert!(n(bad).is_err(), "{bad}");
-        }
-    }
 }

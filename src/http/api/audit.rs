@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use super::{admin, ApiError, ApiQuery, Ask, ErrorBody};
 use crate::app::AppState;
 use crate::clock::{parse_rfc3339, rfc3339};
+use crate::service;
 use crate::service::access::Permission;
 use crate::store::AuditFilter;
 
@@ -45,25 +46,16 @@ pub async fn list(
     ask: Ask,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    admin(&st, &ask, Permission::AuditRead).await?;
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::BadRequest("limit: 1 to 1000".into()));
-    }
+    let who = admin(&st, &ask, Permission::AuditRead).await?;
     let f = AuditFilter {
         actor: q.actor.clone(),
         action: q.action.clone(),
         since: time_param("since", &q.since)?,
         until: time_param("until", &q.until)?,
         before_seq: q.before,
-        limit,
+        limit: q.limit.unwrap_or(100),
     };
-    let entries = st.store.audit_page(&f).await?;
-    let next = if entries.len() as i64 == limit {
-        entries.last().map(|e| e.seq)
-    } else {
-        None
-    };
+    let (entries, next) = service::audit::page(&st, &who, &f).await?;
     Ok(Json(json!({ "entries": entries, "next_before": next })))
 }
 
@@ -72,8 +64,8 @@ pub async fn list(
 /// **Permissions**: `audit:read`.
 #[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit", responses((status = 200, description = "ok, or the first break and how"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "lacks audit:read, banned, or a cross-site request", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn verify(State(st): State<AppState>, ask: Ask) -> Result<Json<Value>, ApiError> {
-    admin(&st, &ask, Permission::AuditRead).await?;
-    let report = st.audit.verify().await?;
+    let who = admin(&st, &ask, Permission::AuditRead).await?;
+    let report = service::audit::verify(&st, &who).await?;
     let message = match &report.error {
         None => format!("ok: {} entries, head {}", report.entries, report.head),
         Some(b) => b.to_string(),

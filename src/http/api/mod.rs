@@ -225,6 +225,10 @@ impl From<DomainError> for ApiError {
             DomainError::Forbidden(p) => ApiError::Forbidden(p),
             DomainError::NotFound(what) => ApiError::NotFound(what),
             DomainError::Invalid(m) => ApiError::BadRequest(m),
+            // Handlers that take batches answer these with every line named.
+            DomainError::InvalidLines(l) => {
+                ApiError::BadRequest(format!("{} line(s) are not valid", l.len()))
+            }
             DomainError::Internal(m) => ApiError::Internal(m),
         }
     }

@@ -9,8 +9,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{admin, ApiError, ApiQuery, Ask, ErrorBody};
-use crate::app::{flush_usage, AppState};
+use crate::app::AppState;
 use crate::clock::rfc3339;
+use crate::service;
 use crate::service::access::Permission;
 
 /// Longest window the usage endpoint answers for (the store keeps 31 days).
@@ -45,18 +46,14 @@ pub async fn usage(
     ask: Ask,
     ApiQuery(q): ApiQuery<UsageQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    admin(&st, &ask, Permission::MonitoringRead).await?;
+    let who = admin(&st, &ask, Permission::MonitoringRead).await?;
     let window = crate::config::parse_duration(q.window.as_deref().unwrap_or("1h"))
         .map_err(|e| ApiError::BadRequest(format!("window: {e}")))?;
     if window.as_secs() == 0 || window.as_secs() > MAX_WINDOW_SECS {
         return Err(ApiError::BadRequest("window: between 1m and 31d".into()));
     }
-    // What this process counted but has not written yet is included.
-    flush_usage(&st).await?;
     let now = st.clock.now();
-    let from = now - window.as_secs() as i64;
-    let from = from - from.rem_euclid(60);
-    let rows = st.store.usage_since(from).await?;
+    let (from, rows) = service::usage::rows(&st, &who, window.as_secs(), now).await?;
     let mut total = Tally::default();
     let (mut by_user, mut by_host, mut by_rule, mut by_result, mut by_reason) = (
         BTreeMap::<String, Tally>::new(),
@@ -91,7 +88,7 @@ pub async fn usage(
             t.denials += denied;
         }
     }
-    let mut sessions: Vec<Value> = crate::service::sessions::active_sessions(&st, now, None)
+    let mut sessions: Vec<Value> = service::usage::live_sessions(&st, &who, now)
         .await?
         .into_iter()
         .map(|s| json!({"id": s.id, "user": s.username, "last_seen": rfc3339(s.last_seen), "client_addr": s.client_addr}))
