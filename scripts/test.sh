@@ -4,7 +4,7 @@
 #   - nginx (auth_request), Caddy 2.11 and Traefik 3 for tests/proxies.rs
 #   - Node.js + npm oidc-provider for the real identity provider (tests/idp)
 #   - PostgreSQL server binaries (tests/store.rs starts a private server)
-# Extra arguments go to cargo test: scripts/test.sh --test proxies
+# Extra arguments go to cargo test: scripts/test.sh --test it proxies
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

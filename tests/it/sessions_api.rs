@@ -122,6 +122,10 @@ async fn terminations_revoke_tokens_on_the_next_decision_and_survive_restarts() 
         (s, body["error"]["code"].as_str()),
         (403, Some("forbidden"))
     );
+    assert_eq!(
+        body["error"]["message"], "this needs the permission sessions:read",
+        "a refusal names the permission"
+    );
     let r = client()
         .get(gh.url("/api/v1/sessions"))
         .header("Remote-User", "root")
@@ -139,6 +143,16 @@ async fn terminations_revoke_tokens_on_the_next_decision_and_survive_restarts() 
         (s, me["user"].as_str(), me["admin"].as_bool()),
         (200, Some("bob"), Some(false))
     );
+    assert_eq!(me["permissions"], serde_json::json!([]));
+    let (_, me) = api(&gh, reqwest::Method::GET, "/api/v1/me", Some(&admin)).await;
+    assert_eq!(me["admin"], true);
+    let perms = me["permissions"].as_array().unwrap();
+    assert_eq!(
+        perms.len(),
+        15,
+        "[admin] roles hold every permission: {perms:?}"
+    );
+    assert!(perms.iter().any(|p| p == "sessions:terminate"));
     let (s, body) = api(&gh, reqwest::Method::GET, "/api/v1/nope", Some(&admin)).await;
     assert_eq!(
         (s, body["error"]["code"].as_str()),
