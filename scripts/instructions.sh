@@ -56,7 +56,7 @@ for line in open(path):
         p = line.split()
         if len(p) >= 2 and cur: excl[cur] += int(p[1])
 total = sum(excl.values())
-sha = sum(c for f, c in excl.items() if f.startswith('sha2::'))
+sha = sum(c for f, c in excl.items() if f.startswith('sha2::') or 'sha256' in f.lower())
 print(f"{name}: {req} requests, {total // req} instructions per request"
       + (f" ({(total - sha) // req} without the software SHA-256 of the token)" if sha else ""))
 PY

@@ -41,19 +41,31 @@ pub async fn active_sessions(
     Ok(sessions)
 }
 
+/// Stores a revocation of tokens issued up to `now`, kept for [`revocation_ttl`].
+async fn revoke(
+    st: &Inner,
+    issuer: &str,
+    kind: RevocationKind,
+    value: &str,
+    now: i64,
+) -> Result<(), DomainError> {
+    st.store
+        .insert_revocation(&Revocation {
+            issuer: issuer.to_string(),
+            kind,
+            value: value.to_string(),
+            not_before: now,
+            created_at: now,
+            expires_at: now + revocation_ttl(st),
+        })
+        .await?;
+    Ok(())
+}
+
 async fn revoke_sids(st: &Inner, sessions: &[SessionRecord], now: i64) -> Result<(), DomainError> {
     for s in sessions {
         if let Some(sid) = &s.sid {
-            st.store
-                .insert_revocation(&Revocation {
-                    issuer: s.issuer.clone(),
-                    kind: RevocationKind::Sid,
-                    value: sid.clone(),
-                    not_before: now,
-                    created_at: now,
-                    expires_at: now + revocation_ttl(st),
-                })
-                .await?;
+            revoke(st, &s.issuer, RevocationKind::Sid, sid, now).await?;
         }
     }
     Ok(())
@@ -156,16 +168,7 @@ pub async fn terminate_all(
             let live = st.store.live_sessions(now, user).await?;
             let ended = end_sessions(st, &live, now, who.actor()).await?;
             if let Some(u) = user {
-                st.store
-                    .insert_revocation(&Revocation {
-                        issuer: ANY_ISSUER.into(),
-                        kind: RevocationKind::Sub,
-                        value: u.to_string(),
-                        not_before: now,
-                        created_at: now,
-                        expires_at: now + revocation_ttl(st),
-                    })
-                    .await?;
+                revoke(st, ANY_ISSUER, RevocationKind::Sub, u, now).await?;
             }
             reload_revocations(st).await?;
             Ok::<_, DomainError>(ended)
