@@ -22,10 +22,8 @@ pub async fn readyz(State(st): State<AppState>) -> Response {
         .issuers()
         .map(|i| json!({"issuer": i.issuer, "keys_loaded": i.is_loaded()}))
         .collect();
-    let store_ok = matches!(
-        tokio::time::timeout(std::time::Duration::from_secs(1), st.store.ping()).await,
-        Ok(Ok(()))
-    );
+    let (backend, store_ok) =
+        crate::service::status::store_health(&st, std::time::Duration::from_secs(1)).await;
     let ready = st.validator.ready() && store_ok;
     let status = if ready {
         StatusCode::OK
@@ -37,7 +35,7 @@ pub async fn readyz(State(st): State<AppState>) -> Response {
         Json(json!({
             "status": if ready {"ready"} else {"not_ready"},
             "issuers": issuers,
-            "store": {"backend": st.store.backend().as_str(), "reachable": store_ok},
+            "store": {"backend": backend, "reachable": store_ok},
         })),
     )
         .into_response()

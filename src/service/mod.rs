@@ -16,6 +16,7 @@ pub mod audit;
 pub mod bans;
 pub mod login;
 pub mod sessions;
+pub mod status;
 pub mod usage;
 
 /// Why a domain operation did not happen. One `From<DomainError> for ApiError`
