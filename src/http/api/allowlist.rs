@@ -98,22 +98,6 @@ pub async fn remove(
     Ok(Json(json!({ "removed": id })))
 }
 
-/// An import refused as a whole, naming every bad line.
-fn import_error(lines: Vec<(usize, String)>) -> Response {
-    let n = lines.len();
-    super::error_with_lines(
-        axum::http::StatusCode::BAD_REQUEST,
-        "invalid_import",
-        format!("{n} line(s) are not valid; nothing was imported"),
-        Some(
-            lines
-                .into_iter()
-                .map(|(line, message)| super::LineError { line, message })
-                .collect(),
-        ),
-    )
-}
-
 /// `POST /api/v1/allowlist/import` — `text/plain` (one CIDR a line, `#`
 /// comments; a comment after the CIDR becomes its description) or a JSON array
 /// of entries. All or nothing: any bad line refuses the whole import.
@@ -168,7 +152,7 @@ pub async fn import(
                 }
             }
             if !bad.is_empty() {
-                return Ok(import_error(bad));
+                return Err(ApiError::InvalidImport(bad));
             }
             out
         }
@@ -179,9 +163,6 @@ pub async fn import(
     };
     let parsed: Vec<(usize, service::allowlist::NewEntry)> =
         parsed.into_iter().map(|(n, e)| (n, e.into())).collect();
-    let ids = match service::allowlist::import(&st, &who, &parsed).await {
-        Err(service::DomainError::InvalidLines(bad)) => return Ok(import_error(bad)),
-        r => r?,
-    };
+    let ids = service::allowlist::import(&st, &who, &parsed).await?;
     Ok(Json(json!({ "imported": ids.len(), "ids": ids.iter().map(|i| i.to_string()).collect::<Vec<_>>() })).into_response())
 }

@@ -137,6 +137,8 @@ pub enum ApiError {
     Banned,
     NotFound(&'static str),
     BadRequest(String),
+    /// A batch refused as a whole: every bad line, numbered.
+    InvalidImport(Vec<(usize, String)>),
     /// Details go to the log once; the client gets a generic message.
     Internal(String),
 }
@@ -152,6 +154,7 @@ impl ApiError {
             ApiError::Banned => "banned",
             ApiError::NotFound(_) => "not_found",
             ApiError::BadRequest(_) => "bad_request",
+            ApiError::InvalidImport(_) => "invalid_import",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -159,6 +162,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let mut lines = None;
         let (status, code, message) = match self {
             ApiError::Unauthenticated => (
                 StatusCode::UNAUTHORIZED,
@@ -192,6 +196,19 @@ impl IntoResponse for ApiError {
                 format!("no such {what}"),
             ),
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m),
+            ApiError::InvalidImport(bad) => {
+                let n = bad.len();
+                lines = Some(
+                    bad.into_iter()
+                        .map(|(line, message)| LineError { line, message })
+                        .collect(),
+                );
+                (
+                    StatusCode::BAD_REQUEST,
+                    "invalid_import",
+                    format!("{n} line(s) are not valid; nothing was imported"),
+                )
+            }
             ApiError::Internal(detail) => {
                 tracing::error!(error = %detail, "companion API failure");
                 (
@@ -201,7 +218,7 @@ impl IntoResponse for ApiError {
                 )
             }
         };
-        let mut resp = error_response(status, code, message);
+        let mut resp = error_with_lines(status, code, message, lines);
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -225,10 +242,7 @@ impl From<DomainError> for ApiError {
             DomainError::Forbidden(p) => ApiError::Forbidden(p),
             DomainError::NotFound(what) => ApiError::NotFound(what),
             DomainError::Invalid(m) => ApiError::BadRequest(m),
-            // Handlers that take batches answer these with every line named.
-            DomainError::InvalidLines(l) => {
-                ApiError::BadRequest(format!("{} line(s) are not valid", l.len()))
-            }
+            DomainError::InvalidLines(l) => ApiError::InvalidImport(l),
             DomainError::Internal(m) => ApiError::Internal(m),
         }
     }
@@ -252,13 +266,8 @@ pub fn error_with_lines(
     message: String,
     lines: Option<Vec<LineError>>,
 ) -> Response {
-    let body = ErrorBody {
-        error: ErrorDetail {
-            code: code.to_string(),
-            message,
-            lines,
-        },
-    };
+    let mut body = ErrorBody::new(code, message);
+    body.error.lines = lines;
     (status, Json(body)).into_response()
 }
 
