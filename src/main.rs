@@ -371,15 +371,14 @@ async fn serve(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
     tracing::info!(address = %listener.local_addr()?, "listening");
     let _refreshers = gatehouse::app::start_background(&state).await;
     state
+        .services
         .audit
-        .record(gatehouse::audit::NewEntry::new(
-            "gatehouse",
-            "",
+        .record_system(
             "server.start",
             &state.config.source,
             "ok",
             serde_json::json!({"version": env!("CARGO_PKG_VERSION"), "listen": listen.to_string()}),
-        ))
+        )
         .await;
     #[cfg(unix)]
     {
@@ -391,7 +390,7 @@ async fn serve(cfg: Config, source: ConfigSource) -> anyhow::Result<()> {
                 return;
             };
             while hup.recv().await.is_some() {
-                match gatehouse::app::reload_config(&st, &source).await {
+                match st.services.reload.reload(&source).await {
                     Ok(s) => tracing::info!(
                         rules = s.rules,
                         needs_restart = ?s.needs_restart,

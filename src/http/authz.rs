@@ -10,7 +10,7 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 
-use crate::app::{counts_as_failure, note_failure, AppState, Inner};
+use crate::app::{AppState, Inner};
 use crate::decision::target::{
     canonical_host, canonical_method, canonical_path, client_address, split_absolute_url,
     split_origin_form, Scheme,
@@ -19,6 +19,7 @@ use crate::decision::{
     decide, CredentialError, Decision, Identity, Reason, Subject, Target, TargetError,
 };
 use crate::http::login::{cookie_in, DuplicateCookie};
+use crate::service::bans::counts_as_failure;
 
 /// Which proxy convention a request arrived under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -334,7 +335,9 @@ pub async fn authenticate(st: &AppState, token: &str) -> Result<Arc<Identity>, &
         Ok(id) if !st.revocations.load().is_revoked(&id) => return Ok(id),
         Ok(id) => {
             // A verified user insisting with revoked tokens counts against the user.
-            note_failure(st, None, Some(&id.user), "revoked");
+            st.services
+                .bans
+                .note_failure(None, Some(&id.user), "revoked");
             "revoked"
         }
         Err(e) => e.as_str(),
@@ -643,7 +646,9 @@ pub async fn answer(st: &AppState, flavour: Flavour, peer: IpAddr, h: &Seen<'_>)
                     _ => {
                         if let (Subject::Refused(_), Some(reason)) = (&subject, detail) {
                             if counts_as_failure(reason) {
-                                note_failure(st, Some(target.client), None, reason);
+                                st.services
+                                    .bans
+                                    .note_failure(Some(target.client), None, reason);
                             }
                         }
                         decide(&st.policy.load(), &subject, &target)
@@ -746,7 +751,7 @@ fn respond(
             // with the step-up acr_values, when login is available.
             if *reason == Reason::TwoFactorRequired
                 && source == Source::Session
-                && st.login.is_some()
+                && st.services.login.setup().is_some()
             {
                 if let Some(t) = target.filter(|t| is_browser_navigation(h, t)) {
                     return login_redirect(flavour, t, &login_url(st, t, true), false);

@@ -1,7 +1,7 @@
 //! The browser side: `GET /login`, `GET /callback`, `GET|POST /logout`,
-//! `POST /backchannel-logout`, and the background refresh of sessions' IdP
-//! tokens. The protocol checks live in `identity::oidc`; this module moves
-//! cookies, redirects and store writes.
+//! `POST /backchannel-logout`. The protocol checks live in `identity::oidc`,
+//! the sessions, tokens and audit entries in `service::login`; this module
+//! moves cookies and redirects.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,19 +10,16 @@ use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::Value;
 
-use crate::app::{note_failure, AppState, Inner};
+use crate::app::{AppState, Inner};
 use crate::http::api::{error_response, request_client};
 use crate::identity::oidc::{
-    authorization_url, check_logout_token, constant_time_eq, safe_redirect, short_code,
-    token_request, Endpoints, LoginError, PreLogin, LOGIN_TTL_SECS,
+    authorization_url, constant_time_eq, safe_redirect, short_code, Endpoints, LoginError,
+    PreLogin, LOGIN_TTL_SECS,
 };
 use crate::identity::seal::random_token;
-use crate::identity::session::{session_id, LiveSession, SESSION_COOKIE_BYTES};
-use crate::identity::TokenKind;
-use crate::service::login::{next_refresh, verify_login_tokens};
-use crate::store::SessionRecord;
+use crate::identity::session::LiveSession;
+use crate::service::login::{BackchannelError, Callback, Completed, Failure};
 
 /// A cookie name that appears more than once: ambiguous, so refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,24 +97,10 @@ fn no_store(r: &mut Response) {
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
-/// What the login handlers leave on a response for the audit entry the
-/// wrapper writes (they build responses in many places; one place records).
-#[derive(Debug, Clone)]
-struct AuditNote {
-    actor: String,
-    result: &'static str,
-    details: Value,
-}
-
 fn login_failed(status: StatusCode, e: &LoginError) -> Response {
     tracing::warn!(target: "gatehouse::login", code = e.code(), reason = %e, "login failed");
     let mut r = error_response(status, e.code(), e.to_string());
     no_store(&mut r);
-    r.extensions_mut().insert(AuditNote {
-        actor: String::new(),
-        result: "failed",
-        details: serde_json::json!({"error": e.code()}),
-    });
     r
 }
 
@@ -161,7 +144,7 @@ pub async fn login(
     if st.regulation.ip_banned(client, st.clock.now()) {
         return banned_page();
     }
-    let Some(setup) = &st.login else {
+    let Some(setup) = st.services.login.setup() else {
         return login_failed(
             StatusCode::NOT_FOUND,
             &LoginError::NotConfigured("no [[issuers]] entry has a client_id"),
@@ -236,9 +219,18 @@ pub struct CallbackQuery {
     pub iss: Option<String>,
 }
 
+/// A callback refused: the status, the error (audited by the wrapper) and
+/// whether the pre-login cookie is cleared with it.
+struct Refused {
+    status: StatusCode,
+    failure: Failure,
+    clear: Option<HeaderValue>,
+}
+
 /// `GET /callback` — the IdP's answer: checks state against the pre-login
-/// cookie, exchanges the code (with the PKCE verifier), verifies the ID token,
-/// creates the session and sends the browser to `rd`.
+/// cookie, then `service::login` exchanges the code (with the PKCE verifier),
+/// verifies the ID token and creates the session; the browser goes to `rd`.
+/// Every refusal is audited once, here.
 pub async fn callback(
     State(st): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -246,20 +238,17 @@ pub async fn callback(
     q: Query<CallbackQuery>,
 ) -> Response {
     let client = request_client(&st, peer.ip(), &headers);
-    let r = callback_inner(&st, client, headers, q).await;
-    if let Some(n) = r.extensions().get::<AuditNote>() {
-        st.audit
-            .record(crate::audit::NewEntry::new(
-                &n.actor,
-                &client.to_string(),
-                "login",
-                "",
-                n.result,
-                n.details.clone(),
-            ))
-            .await;
+    match callback_inner(&st, client, headers, q).await {
+        Ok(r) => r,
+        Err(x) => {
+            st.services.login.refused(client, &x.failure).await;
+            let mut r = login_failed(x.status, &x.failure.error);
+            if let Some(c) = x.clear {
+                r.headers_mut().append(header::SET_COOKIE, c);
+            }
+            r
+        }
     }
-    r
 }
 
 async fn callback_inner(
@@ -267,30 +256,34 @@ async fn callback_inner(
     client: std::net::IpAddr,
     headers: HeaderMap,
     Query(q): Query<CallbackQuery>,
-) -> Response {
-    let Some(setup) = &st.login else {
-        return login_failed(
+) -> Result<Response, Refused> {
+    let refuse = |status, error, clear: Option<&HeaderValue>| Refused {
+        status,
+        failure: Failure {
+            error,
+            unavailable: false,
+        },
+        clear: clear.cloned(),
+    };
+    let login = &st.services.login;
+    let Some(setup) = login.setup() else {
+        return Err(refuse(
             StatusCode::NOT_FOUND,
-            &LoginError::NotConfigured("no [[issuers]] entry has a client_id"),
-        );
+            LoginError::NotConfigured("no [[issuers]] entry has a client_id"),
+            None,
+        ));
     };
     let now = st.clock.now();
     if st.regulation.ip_banned(client, now) {
-        return banned_page();
+        return Ok(banned_page());
     }
-    // Failures that point at tampering count towards a ban of the address.
-    let fail = |status: StatusCode, e: LoginError| {
-        if matches!(
-            e,
-            LoginError::StateMismatch | LoginError::IdToken(_) | LoginError::TokenEndpoint(_)
-        ) {
-            note_failure(st, Some(client), None, e.code());
-        }
-        login_failed(status, &e)
-    };
     let state = q.state.as_deref().unwrap_or("");
     if state.len() != 43 {
-        return fail(StatusCode::BAD_REQUEST, LoginError::StateMismatch);
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            LoginError::StateMismatch,
+            None,
+        ));
     }
     let cookie_name = prelogin_cookie_name(st, state);
     let clear = set_cookie(st, &cookie_name, "", 0, false);
@@ -306,24 +299,31 @@ async fn callback_inner(
         _ => None,
     };
     let Some(pre) = pre.filter(|p| p.exp > now && p.issuer == setup.issuer.issuer) else {
-        return with_clear(login_failed(
+        return Err(refuse(
             StatusCode::BAD_REQUEST,
-            &LoginError::BadPreLogin,
+            LoginError::BadPreLogin,
+            Some(&clear),
         ));
     };
     if !constant_time_eq(pre.state.as_bytes(), state.as_bytes()) {
-        return with_clear(fail(StatusCode::BAD_REQUEST, LoginError::StateMismatch));
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            LoginError::StateMismatch,
+            Some(&clear),
+        ));
     }
     if q.iss.as_deref().is_some_and(|i| i != pre.issuer) {
-        return with_clear(login_failed(
+        return Err(refuse(
             StatusCode::BAD_REQUEST,
-            &LoginError::IdpError("the answer names another issuer".into()),
+            LoginError::IdpError("the answer names another issuer".into()),
+            Some(&clear),
         ));
     }
     if let Some(e) = &q.error {
-        return with_clear(login_failed(
+        return Err(refuse(
             StatusCode::UNAUTHORIZED,
-            &LoginError::IdpError(short_code(e)),
+            LoginError::IdpError(short_code(e)),
+            Some(&clear),
         ));
     }
     let Some(code) = q
@@ -331,118 +331,45 @@ async fn callback_inner(
         .as_deref()
         .filter(|c| !c.is_empty() && c.len() <= 2048)
     else {
-        return with_clear(login_failed(
+        return Err(refuse(
             StatusCode::BAD_REQUEST,
-            &LoginError::IdpError("no code".into()),
+            LoginError::IdpError("no code".into()),
+            Some(&clear),
         ));
     };
-    let ep = match Endpoints::of(&setup.issuer, setup.allow_http) {
-        Ok(ep) => ep,
-        Err(e) => return with_clear(login_failed(StatusCode::SERVICE_UNAVAILABLE, &e)),
+    let done = login
+        .complete(&Callback {
+            code,
+            verifier: &pre.verifier,
+            nonce: &pre.nonce,
+            max_age: pre.max_age,
+            issuer: &pre.issuer,
+            upgrade: pre.upgrade.as_deref(),
+            client,
+            user_agent: headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok()),
+        })
+        .await
+        .map_err(|failure| Refused {
+            status: if failure.unavailable {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::UNAUTHORIZED
+            },
+            failure,
+            clear: Some(clear.clone()),
+        })?;
+    let Completed::Session { cookie, .. } = done else {
+        return Ok(with_clear(banned_page()));
     };
-    let tokens = match token_request(
-        &st.oidc_http,
-        &ep,
-        &setup.client_id,
-        setup.client_secret.as_ref().map(|s| s.expose()),
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", &setup.redirect_uri),
-            ("code_verifier", &pre.verifier),
-        ],
-    )
-    .await
-    {
-        Ok(t) => t,
-        Err(e) => return with_clear(fail(StatusCode::UNAUTHORIZED, e)),
-    };
-    let (identity, id_token) =
-        match verify_login_tokens(st, &tokens, Some(&pre.nonce), pre.max_age, &pre.issuer).await {
-            Ok(x) => x,
-            Err(e) => return with_clear(fail(StatusCode::UNAUTHORIZED, e)),
-        };
-    if st.regulation.user_banned(&identity.user, now) {
-        return with_clear(banned_page());
-    }
     let lifetime = st.config.session.lifetime.as_secs() as i64;
-    let cookie = random_token(SESSION_COOKIE_BYTES);
-    let record = SessionRecord {
-        id: session_id(&cookie),
-        issuer: identity.issuer.clone(),
-        subject: identity.sub.clone(),
-        username: identity.user.clone(),
-        groups: identity.groups.clone(),
-        email: identity.email.clone(),
-        name: identity.name.clone(),
-        acr: identity.acr.clone(),
-        amr: identity.amr.clone(),
-        auth_time: identity.iat,
-        sid: identity.sid.clone(),
-        client_addr: Some(client.to_string()),
-        user_agent: headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.chars().take(256).collect()),
-        created_at: now,
-        last_seen: now,
-        expires_at: now + lifetime,
-        terminated_at: None,
-        terminated_by: None,
-        id_token: Some(st.token_sealer.seal(id_token.as_bytes())),
-        refresh_token: tokens
-            .refresh_token
-            .as_deref()
-            .map(|t| st.token_sealer.seal(t.as_bytes())),
-        refresh_at: tokens
-            .refresh_token
-            .as_ref()
-            .map(|_| next_refresh(tokens.expires_in, now)),
-    };
-    {
-        let _gate = st.sessions.write_gate.lock().await;
-        // A step-up replaces the session it upgrades: a new cookie for new rights.
-        if let Some(old) = &pre.upgrade {
-            if let Err(e) = st.store.terminate_session(old, now, "step-up").await {
-                return with_clear(login_failed(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &LoginError::TokenEndpoint(format!("store: {e}")),
-                ));
-            }
-            st.sessions.remove(old);
-        }
-        if let Err(e) = st.store.insert_session(&record).await {
-            tracing::error!(error = %e, "cannot store a new session");
-            return with_clear(login_failed(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &LoginError::TokenEndpoint("the session could not be stored".into()),
-            ));
-        }
-        st.sessions.insert(LiveSession::from_record(&record));
-    }
-    tracing::info!(
-        target: "gatehouse::login",
-        user = %record.username,
-        client = %client,
-        step_up = pre.upgrade.is_some(),
-        "login"
-    );
     let mut r = with_clear(redirect(&pre.rd));
     r.headers_mut().append(
         header::SET_COOKIE,
         set_cookie(st, &st.config.session.cookie_name, &cookie, lifetime, true),
     );
-    r.extensions_mut().insert(AuditNote {
-        actor: record.username.clone(),
-        result: "ok",
-        details: serde_json::json!({
-            // The session id's first 16 hex digits: enough to find it, never the cookie.
-            "session": &record.id[..16],
-            "acr": record.acr, "amr": record.amr, "sid": record.sid,
-            "step_up": pre.upgrade.is_some(),
-        }),
-    });
-    r
+    Ok(r)
 }
 
 #[derive(Debug, Deserialize)]
@@ -456,50 +383,24 @@ pub async fn logout(
     headers: HeaderMap,
     Query(q): Query<LogoutQuery>,
 ) -> Response {
-    let now = st.clock.now();
     let rd = safe_rd(&st, q.rd.as_deref());
     let mut id_token_hint = None;
     if let Ok(Some(v)) = cookie_value(&headers, &st.config.session.cookie_name) {
-        let id = session_id(v);
-        if let Ok(Some(rec)) = st.store.session(&id).await {
-            id_token_hint = rec
-                .id_token
-                .as_deref()
-                .and_then(|t| st.token_sealer.open(t));
-            if rec.terminated_at.is_none() {
-                if let Err(e) = crate::service::sessions::end_sessions(
-                    &st,
-                    std::slice::from_ref(&rec),
-                    now,
-                    "logout",
-                )
-                .await
-                {
-                    tracing::error!(error = ?e, "logout could not end the session");
-                    return login_failed(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        &LoginError::TokenEndpoint(
-                            "the session could not be ended; try again".into(),
-                        ),
-                    );
-                }
-                tracing::info!(target: "gatehouse::login", user = %rec.username, "logout");
-                st.audit
-                    .record(crate::audit::NewEntry::new(
-                        &rec.username,
-                        rec.client_addr.as_deref().unwrap_or(""),
-                        "logout",
-                        &rec.id[..16],
-                        "ok",
-                        serde_json::json!({}),
-                    ))
-                    .await;
+        match st.services.login.logout(v).await {
+            Ok(hint) => id_token_hint = hint,
+            Err(e) => {
+                tracing::error!(error = %e, "logout could not end the session");
+                return login_failed(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &LoginError::TokenEndpoint("the session could not be ended; try again".into()),
+                );
             }
         }
     }
     let target = match st
+        .services
         .login
-        .as_ref()
+        .setup()
         .and_then(|s| {
             Endpoints::of(&s.issuer, s.allow_http)
                 .ok()
@@ -545,11 +446,8 @@ fn backchannel_error(e: &LoginError) -> Response {
     r
 }
 
-/// Most logout token ids remembered (each only until its token expires).
-const MAX_REMEMBERED_JTIS: usize = 100_000;
-
-/// `POST /backchannel-logout` — OIDC back-channel logout: a `sid` ends that IdP
-/// session's sessions here; a token with only `sub` ends all of that user's.
+/// `POST /backchannel-logout` — OIDC back-channel logout (see
+/// `service::login::Login::backchannel_logout`).
 pub async fn backchannel_logout(State(st): State<AppState>, body: axum::body::Bytes) -> Response {
     let form: BackchannelForm = match serde_urlencoded_form(&body) {
         Some(f) => f,
@@ -558,88 +456,15 @@ pub async fn backchannel_logout(State(st): State<AppState>, body: axum::body::By
     let Some(token) = form.logout_token.filter(|t| !t.is_empty()) else {
         return backchannel_error(&LoginError::LogoutToken("no logout_token"));
     };
-    let (issuer, claims) = match st.validator.verify_signed(&token, TokenKind::Logout).await {
-        Ok(x) => x,
-        Err(e) => return backchannel_error(&LoginError::LogoutToken(e.as_str())),
-    };
-    let Some(client_id) = issuer.client_id() else {
-        return backchannel_error(&LoginError::LogoutToken("the issuer has no client_id here"));
-    };
-    let now = st.clock.now();
-    let req = match check_logout_token(&issuer, &claims, client_id, now) {
-        Ok(r) => r,
-        Err(e) => return backchannel_error(&e),
-    };
-    {
-        let mut seen = st.logout_jtis.lock().unwrap_or_else(|e| e.into_inner());
-        seen.retain(|_, exp| *exp + issuer.leeway_secs() > now);
-        let key = format!("{}\u{0}{}", req.issuer, req.jti);
-        if seen.contains_key(&key) {
-            drop(seen);
-            return backchannel_error(&LoginError::LogoutToken("replayed (jti already used)"));
+    match st.services.login.backchannel_logout(&token).await {
+        Ok(_) => {
+            let mut r = StatusCode::OK.into_response();
+            no_store(&mut r);
+            r
         }
-        if seen.len() >= MAX_REMEMBERED_JTIS {
-            // Forget the soonest-expiring: a logout must never be refused for space.
-            if let Some(k) = seen.iter().min_by_key(|(_, e)| **e).map(|(k, _)| k.clone()) {
-                seen.remove(&k);
-            }
-        }
-        seen.insert(key, req.exp);
+        Err(BackchannelError::Refused(e)) => backchannel_error(&e),
+        Err(BackchannelError::Unavailable) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
-    let sessions = match st
-        .store
-        .live_sessions_by_idp(
-            now,
-            &req.issuer,
-            req.sid.as_deref(),
-            // With a sid the sid decides (the sub is checked below).
-            if req.sid.is_none() {
-                req.sub.as_deref()
-            } else {
-                None
-            },
-        )
-        .await
-    {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "back-channel logout cannot read sessions");
-            return StatusCode::SERVICE_UNAVAILABLE.into_response();
-        }
-    };
-    // With both, the sid decides, and the sub must agree.
-    let sessions: Vec<SessionRecord> = sessions
-        .into_iter()
-        .filter(|s| req.sub.as_deref().is_none_or(|sub| s.subject == sub))
-        .collect();
-    if let Err(e) =
-        crate::service::sessions::end_sessions(&st, &sessions, now, "backchannel-logout").await
-    {
-        tracing::error!(error = ?e, "back-channel logout cannot end sessions");
-        return StatusCode::SERVICE_UNAVAILABLE.into_response();
-    }
-    tracing::info!(
-        target: "gatehouse::login",
-        sessions = sessions.len(),
-        by = if req.sid.is_some() { "sid" } else { "sub" },
-        "back-channel logout"
-    );
-    st.audit
-        .record(crate::audit::NewEntry::new(
-            &req.issuer,
-            "",
-            "session.backchannel_logout",
-            req.sub.as_deref().unwrap_or(""),
-            "ok",
-            serde_json::json!({
-                "by": if req.sid.is_some() { "sid" } else { "sub" },
-                "sessions": sessions.iter().map(|s| &s.id[..16]).collect::<Vec<_>>(),
-            }),
-        ))
-        .await;
-    let mut r = StatusCode::OK.into_response();
-    no_store(&mut r);
-    r
 }
 
 fn serde_urlencoded_form(body: &[u8]) -> Option<BackchannelForm> {

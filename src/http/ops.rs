@@ -22,8 +22,11 @@ pub async fn readyz(State(st): State<AppState>) -> Response {
         .issuers()
         .map(|i| json!({"issuer": i.issuer, "keys_loaded": i.is_loaded()}))
         .collect();
-    let (backend, store_ok) =
-        crate::service::status::store_health(&st, std::time::Duration::from_secs(1)).await;
+    let (backend, store_ok) = st
+        .services
+        .status
+        .store_health(std::time::Duration::from_secs(1))
+        .await;
     let ready = st.validator.ready() && store_ok;
     let status = if ready {
         StatusCode::OK

@@ -6,10 +6,11 @@ use serde_json::{json, Value};
 
 use super::access::{Admin, Permission};
 use super::DomainError;
-use crate::app::Inner;
+use std::sync::Arc;
+
 use crate::audit::log::AuditLog;
 use crate::audit::{Entry, NewEntry};
-use crate::store::AuditFilter;
+use crate::store::{AuditFilter, Store};
 
 /// An error that has a stable code for the outcome entry.
 pub trait Coded {
@@ -64,27 +65,59 @@ pub async fn audited<T, E: Coded + From<DomainError>>(
     r
 }
 
-/// A page of entries, newest first, and the `before` value of the next page.
-pub async fn page(
-    st: &Inner,
-    who: &Admin,
-    f: &AuditFilter,
-) -> Result<(Vec<Entry>, Option<i64>), DomainError> {
-    who.require(Permission::AuditRead)?;
-    if !(1..=1000).contains(&f.limit) {
-        return Err(DomainError::Invalid("limit: 1 to 1000".into()));
-    }
-    let entries = st.store.audit_page(f).await?;
-    let next = if entries.len() as i64 == f.limit {
-        entries.last().map(|e| e.seq)
-    } else {
-        None
-    };
-    Ok((entries, next))
+/// Reading the audit log: pages of entries and verification of the chain.
+#[derive(Debug, Clone)]
+pub struct Audit {
+    log: Arc<AuditLog>,
+    store: Store,
 }
 
-/// Verifies the whole chain against the signed checkpoints.
-pub async fn verify(st: &Inner, who: &Admin) -> Result<crate::audit::chain::Report, DomainError> {
-    who.require(Permission::AuditRead)?;
-    Ok(st.audit.verify().await?)
+impl Audit {
+    pub fn new(log: Arc<AuditLog>, store: Store) -> Self {
+        Audit { log, store }
+    }
+
+    /// The log itself, for services and system events that write entries.
+    pub fn log(&self) -> &Arc<AuditLog> {
+        &self.log
+    }
+
+    /// A page of entries, newest first, and the `before` value of the next page.
+    pub async fn page(
+        &self,
+        who: &Admin,
+        f: &AuditFilter,
+    ) -> Result<(Vec<Entry>, Option<i64>), DomainError> {
+        who.require(Permission::AuditRead)?;
+        if !(1..=1000).contains(&f.limit) {
+            return Err(DomainError::Invalid("limit: 1 to 1000".into()));
+        }
+        let entries = self.store.audit_page(f).await?;
+        let next = if entries.len() as i64 == f.limit {
+            entries.last().map(|e| e.seq)
+        } else {
+            None
+        };
+        Ok((entries, next))
+    }
+
+    /// Verifies the whole chain against the signed checkpoints.
+    pub async fn verify(&self, who: &Admin) -> Result<crate::audit::chain::Report, DomainError> {
+        who.require(Permission::AuditRead)?;
+        Ok(self.log.verify().await?)
+    }
+
+    /// Records an entry done by gatehouse itself (start, reload, automatic bans).
+    pub async fn record_system(&self, action: &str, target: &str, result: &str, details: Value) {
+        self.log
+            .record(NewEntry::new(
+                "gatehouse",
+                "",
+                action,
+                target,
+                result,
+                details,
+            ))
+            .await;
+    }
 }

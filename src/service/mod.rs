@@ -7,17 +7,40 @@
 //! - [`audit`]: intent → change → outcome around an admin change.
 //! - [`sessions`]: list and end sessions (store, live table, revocations).
 //! - [`login`]: the OIDC token checks of a login and the background refresh.
-//! - [`allowlist`], [`bans`], [`usage`]: the runtime allowlist, manual bans,
-//!   usage reports; [`audit`] also pages and verifies the chain.
+//! - [`allowlist`], [`bans`], [`usage`]: the runtime allowlist, bans and
+//!   brute-force regulation, usage reports; [`audit`] also pages and verifies
+//!   the chain.
+//! - [`reload`]: the configuration reload; [`jobs`]: the background round;
+//!   [`status`]: the health of what gatehouse depends on.
+//!
+//! Each service holds the handles it works on (the store, the clock, the audit
+//! log, the snapshots the decision path reads) and nothing else; [`Services`]
+//! is the set the HTTP adapters and the background jobs call. None of them
+//! knows `crate::app`.
 
 pub mod access;
 pub mod allowlist;
 pub mod audit;
 pub mod bans;
+pub mod jobs;
 pub mod login;
+pub mod reload;
 pub mod sessions;
 pub mod status;
 pub mod usage;
+
+/// Every service, built once at start (see `app::build_state`).
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub sessions: sessions::Sessions,
+    pub allowlist: allowlist::Allowlist,
+    pub bans: bans::Bans,
+    pub audit: audit::Audit,
+    pub usage: usage::UsageReports,
+    pub status: status::Status,
+    pub login: login::Login,
+    pub reload: reload::Reload,
+}
 
 /// Why a domain operation did not happen. One `From<DomainError> for ApiError`
 /// (in `http::api`) turns it into a status and the JSON error body.

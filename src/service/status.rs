@@ -3,13 +3,24 @@
 
 use std::time::Duration;
 
-use crate::app::Inner;
+use crate::store::Store;
 
-/// The store's backend name and whether it answered within `within`.
-pub async fn store_health(st: &Inner, within: Duration) -> (&'static str, bool) {
-    let reachable = matches!(
-        tokio::time::timeout(within, st.store.ping()).await,
-        Ok(Ok(()))
-    );
-    (st.store.backend().as_str(), reachable)
+#[derive(Debug, Clone)]
+pub struct Status {
+    store: Store,
+}
+
+impl Status {
+    pub fn new(store: Store) -> Self {
+        Status { store }
+    }
+
+    /// The store's backend name and whether it answered within `within`.
+    pub async fn store_health(&self, within: Duration) -> (&'static str, bool) {
+        let reachable = matches!(
+            tokio::time::timeout(within, self.store.ping()).await,
+            Ok(Ok(()))
+        );
+        (self.store.backend().as_str(), reachable)
+    }
 }

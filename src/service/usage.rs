@@ -1,33 +1,77 @@
 //! Usage monitoring: the decisions counted in a window (this process's
-//! unwritten counts included) and live sessions' last activity.
+//! unwritten counts included) and live sessions' last activity; the batched
+//! writes of the counts the decision path keeps in memory.
+
+use std::sync::Arc;
 
 use super::access::{Admin, Permission};
+use super::sessions::Sessions;
 use super::DomainError;
-use crate::app::{flush_usage, Inner};
-use crate::store::{SessionRecord, UsageRow};
+use crate::clock::SharedClock;
+use crate::store::{SessionRecord, Store, StoreError, UsageRow};
+use crate::usage::Usage;
 
-/// The usage rows since the start of the minute `window_secs` before `now`,
-/// and that start.
-pub async fn rows(
-    st: &Inner,
-    who: &Admin,
-    window_secs: u64,
-    now: i64,
-) -> Result<(i64, Vec<UsageRow>), DomainError> {
-    who.require(Permission::MonitoringRead)?;
-    // What this process counted but has not written yet is included.
-    flush_usage(st).await?;
-    let from = now - window_secs as i64;
-    let from = from - from.rem_euclid(60);
-    Ok((from, st.store.usage_since(from).await?))
+/// How long usage counters are kept in the store.
+pub const USAGE_RETENTION_SECS: i64 = 31 * 24 * 3600;
+
+#[derive(Debug, Clone)]
+pub struct UsageReports {
+    store: Store,
+    clock: SharedClock,
+    /// The counts the decision path keeps.
+    counts: Arc<Usage>,
+    sessions: Sessions,
 }
 
-/// Live sessions with their newest activity.
-pub async fn live_sessions(
-    st: &Inner,
-    who: &Admin,
-    now: i64,
-) -> Result<Vec<SessionRecord>, DomainError> {
-    who.require(Permission::MonitoringRead)?;
-    super::sessions::active_sessions(st, now, None).await
+impl UsageReports {
+    pub fn new(store: Store, clock: SharedClock, counts: Arc<Usage>, sessions: Sessions) -> Self {
+        UsageReports {
+            store,
+            clock,
+            counts,
+            sessions,
+        }
+    }
+
+    /// Writes the usage counted since the last flush in one batch; on failure
+    /// the counts are kept for the next flush.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let rows = self.counts.drain();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.store.add_usage(&rows).await {
+            self.counts.restore(rows);
+            return Err(e);
+        }
+        self.store
+            .prune_usage(self.clock.now() - USAGE_RETENTION_SECS)
+            .await
+    }
+
+    /// The usage rows since the start of the minute `window_secs` before `now`,
+    /// and that start.
+    pub async fn rows(
+        &self,
+        who: &Admin,
+        window_secs: u64,
+        now: i64,
+    ) -> Result<(i64, Vec<UsageRow>), DomainError> {
+        who.require(Permission::MonitoringRead)?;
+        // What this process counted but has not written yet is included.
+        self.flush().await?;
+        let from = now - window_secs as i64;
+        let from = from - from.rem_euclid(60);
+        Ok((from, self.store.usage_since(from).await?))
+    }
+
+    /// Live sessions with their newest activity.
+    pub async fn live_sessions(
+        &self,
+        who: &Admin,
+        now: i64,
+    ) -> Result<Vec<SessionRecord>, DomainError> {
+        who.require(Permission::MonitoringRead)?;
+        self.sessions.active(now, None).await
+    }
 }

@@ -326,8 +326,8 @@ async fn runtime_allowlist() {
         .unwrap();
     assert_eq!(r.status(), 403);
     let page =
-        t.gh.state
-            .store
+        t.gh.store()
+            .await
             .audit_page(&gatehouse::store::AuditFilter {
                 limit: 1000,
                 ..Default::default()

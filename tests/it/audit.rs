@@ -107,9 +107,9 @@ async fn tampering_is_named() {
     let cfg = config(d, &url, "");
     let gh = Server::start(&cfg).await;
     for i in 0..40 {
-        gh.state.audit.append(entry(i)).await.unwrap();
+        gh.audit().append(entry(i)).await.unwrap();
     }
-    let api = gh.state.audit.verify().await.unwrap();
+    let api = gh.audit().verify().await.unwrap();
     assert!(api.ok, "{api:?}");
     assert_eq!((api.entries, api.checkpoints, api.unanchored), (40, 4, 0));
     drop(gh);
@@ -295,7 +295,7 @@ async fn tampering_is_named() {
 /// 50 concurrent admin actions (each an intent and an outcome entry): one
 /// linear chain, nothing lost.
 async fn concurrent_admin_actions(servers: &[&Server], admin: &str) {
-    let before: i64 = servers[0].state.store.audit_head().await.unwrap().0;
+    let before: i64 = servers[0].store().await.audit_head().await.unwrap().0;
     let mut tasks = vec![];
     for i in 0..50 {
         let url = servers[i % servers.len()].url("/api/v1/bans");
@@ -315,7 +315,7 @@ async fn concurrent_admin_actions(servers: &[&Server], admin: &str) {
     for t in tasks {
         assert_eq!(t.await.unwrap(), 200);
     }
-    let report = servers[0].state.audit.verify().await.unwrap();
+    let report = servers[0].audit().verify().await.unwrap();
     assert!(report.ok, "{report:?}");
     assert_eq!(
         report.entries,
@@ -323,8 +323,8 @@ async fn concurrent_admin_actions(servers: &[&Server], admin: &str) {
         "every intent and outcome is in the chain"
     );
     let page = servers[0]
-        .state
-        .store
+        .store()
+        .await
         .audit_page(&gatehouse::store::AuditFilter {
             action: Some("ban.add".into()),
             limit: 1000,
@@ -364,7 +364,7 @@ async fn concurrent_writers_postgres_two_processes() {
     let b = Server::start(&config(d2.path(), &pg.url, "")).await;
     let admin = admin_token(&a);
     concurrent_admin_actions(&[&a, &b], &admin).await;
-    let rb = b.state.audit.verify().await.unwrap();
+    let rb = b.audit().verify().await.unwrap();
     assert!(rb.ok && rb.entries == 100, "{rb:?}");
 }
 
@@ -423,7 +423,7 @@ async fn checkpoints_reach_syslog_and_a_webhook() {
     )
     .await;
     for i in 0..5 {
-        gh.state.audit.append(entry(i)).await.unwrap();
+        gh.audit().append(entry(i)).await.unwrap();
     }
     let mut buf = vec![0u8; 4096];
     let (n, _) = tokio::time::timeout(Duration::from_secs(5), udp.recv_from(&mut buf))
@@ -431,7 +431,7 @@ async fn checkpoints_reach_syslog_and_a_webhook() {
         .unwrap()
         .unwrap();
     let msg = String::from_utf8_lossy(&buf[..n]).to_string();
-    let head = gh.state.store.audit_head().await.unwrap();
+    let head = gh.store().await.audit_head().await.unwrap();
     // RFC 5424: <PRI>VERSION TIMESTAMP HOSTNAME APP-NAME PROCID MSGID SD MSG
     assert!(msg.starts_with("<85>1 "), "{msg}");
     let parts: Vec<&str> = msg.splitn(8, ' ').collect();
@@ -468,7 +468,7 @@ async fn checkpoints_reach_syslog_and_a_webhook() {
     )
     .await;
     for i in 0..5 {
-        gh.state.audit.append(entry(i)).await.unwrap();
+        gh.audit().append(entry(i)).await.unwrap();
     }
     let (mut s, _) = tokio::time::timeout(Duration::from_secs(5), tcp.accept())
         .await
@@ -498,7 +498,7 @@ async fn mirror_rotates_and_still_verifies() {
     );
     let gh = Server::start(&cfg).await;
     for i in 0..40 {
-        gh.state.audit.append(entry(i)).await.unwrap();
+        gh.audit().append(entry(i)).await.unwrap();
     }
     assert!(dir.path().join("audit.jsonl.1").exists());
     assert!(
@@ -522,10 +522,9 @@ async fn the_api_pages_filters_and_verifies() {
     .await;
     let admin = admin_token(&gh);
     for i in 0..12 {
-        gh.state.audit.append(entry(i)).await.unwrap();
+        gh.audit().append(entry(i)).await.unwrap();
     }
-    gh.state
-        .audit
+    gh.audit()
         .append(NewEntry::new(
             "bob",
             "",

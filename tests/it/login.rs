@@ -864,7 +864,7 @@ async fn browser_features() {
     );
     w.set_accounts(&["editor", "viewer"], false);
     w.clock.advance(400);
-    gatehouse::service::login::refresh_due_sessions(&w.gh.state).await;
+    w.gh.state.services.login.refresh_due().await;
     let r = w.decide(&dc, "/", false).await;
     assert_eq!(r.status(), 200);
     assert_eq!(
@@ -874,7 +874,7 @@ async fn browser_features() {
     );
     w.set_accounts(&["editor", "viewer"], true);
     w.clock.advance(400);
-    gatehouse::service::login::refresh_due_sessions(&w.gh.state).await;
+    w.gh.state.services.login.refresh_due().await;
     assert_eq!(
         w.decide(&dc, "/", false).await.status(),
         401,

@@ -131,8 +131,7 @@ async fn usage_over_a_window() {
     assert_eq!(r.status(), 403, "admins only");
 
     // The Prometheus families an operator scrapes.
-    gh.state
-        .audit
+    gh.audit()
         .append(gatehouse::audit::NewEntry::new(
             "ops",
             "",

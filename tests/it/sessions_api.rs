@@ -100,7 +100,7 @@ async fn terminations_revoke_tokens_on_the_next_decision_and_survive_restarts() 
         session('b', "alice", "sid-2"),
         session('c', "bob", "sid-3"),
     ] {
-        gh.state.store.insert_session(&s).await.unwrap();
+        gh.store().await.insert_session(&s).await.unwrap();
     }
     for t in [&alice_s1, &alice_s2, &bob] {
         assert_eq!(gh.forward_status("app.example.com", "/", t).await, 200);

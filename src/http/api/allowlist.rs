@@ -51,7 +51,7 @@ fn entry_json(r: &AllowRecord, now: i64) -> Value {
 #[utoipa::path(get, path = "/api/v1/allowlist", tag = "allowlist", responses((status = 200, description = "runtime and static entries"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "lacks allowlist:read, banned, or a cross-site request", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn list(State(st): State<AppState>, ask: Ask) -> Result<Json<Value>, ApiError> {
     let who = admin(&st, &ask, Permission::AllowlistRead).await?;
-    let l = service::allowlist::list(&st, &who).await?;
+    let l = st.services.allowlist.list(&who).await?;
     let now = st.clock.now();
     let mut out: Vec<Value> = l
         .static_entries
@@ -81,7 +81,7 @@ pub async fn add(
     let who = admin(&st, &ask, Permission::AllowlistWrite).await?;
     let e: NewEntry =
         serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("body: {e}")))?;
-    let rec = service::allowlist::add(&st, &who, &e.into()).await?;
+    let rec = st.services.allowlist.add(&who, &e.into()).await?;
     Ok(Json(json!({ "entry": entry_json(&rec, st.clock.now()) })))
 }
 
@@ -94,7 +94,7 @@ pub async fn remove(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let who = admin(&st, &ask, Permission::AllowlistWrite).await?;
-    service::allowlist::remove(&st, &who, &id).await?;
+    st.services.allowlist.remove(&who, &id).await?;
     Ok(Json(json!({ "removed": id })))
 }
 
@@ -163,6 +163,6 @@ pub async fn import(
     };
     let parsed: Vec<(usize, service::allowlist::NewEntry)> =
         parsed.into_iter().map(|(n, e)| (n, e.into())).collect();
-    let ids = service::allowlist::import(&st, &who, &parsed).await?;
+    let ids = st.services.allowlist.import(&who, &parsed).await?;
     Ok(Json(json!({ "imported": ids.len(), "ids": ids.iter().map(|i| i.to_string()).collect::<Vec<_>>() })).into_response())
 }

@@ -8,7 +8,6 @@ use serde_json::{json, Value};
 use super::{admin, ApiError, ApiQuery, Ask, ErrorBody};
 use crate::app::AppState;
 use crate::clock::{parse_rfc3339, rfc3339};
-use crate::service;
 use crate::service::access::Permission;
 use crate::store::AuditFilter;
 
@@ -55,7 +54,7 @@ pub async fn list(
         before_seq: q.before,
         limit: q.limit.unwrap_or(100),
     };
-    let (entries, next) = service::audit::page(&st, &who, &f).await?;
+    let (entries, next) = st.services.audit.page(&who, &f).await?;
     Ok(Json(json!({ "entries": entries, "next_before": next })))
 }
 
@@ -65,7 +64,7 @@ pub async fn list(
 #[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit", responses((status = 200, description = "ok, or the first break and how"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "lacks audit:read, banned, or a cross-site request", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn verify(State(st): State<AppState>, ask: Ask) -> Result<Json<Value>, ApiError> {
     let who = admin(&st, &ask, Permission::AuditRead).await?;
-    let report = service::audit::verify(&st, &who).await?;
+    let report = st.services.audit.verify(&who).await?;
     let message = match &report.error {
         None => format!("ok: {} entries, head {}", report.entries, report.head),
         Some(b) => b.to_string(),

@@ -16,7 +16,7 @@ use crate::service::access::Permission;
 #[utoipa::path(get, path = "/api/v1/bans", tag = "bans", responses((status = 200, description = "bans in force"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "lacks bans:read, banned, or a cross-site request", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn list(State(st): State<AppState>, ask: Ask) -> Result<Json<Value>, ApiError> {
     let who = admin(&st, &ask, Permission::BansRead).await?;
-    let bans = service::bans::list(&st, &who).await?;
+    let bans = st.services.bans.list(&who).await?;
     Ok(Json(json!({ "bans": bans })))
 }
 
@@ -42,17 +42,19 @@ pub async fn create(
     let who = admin(&st, &ask, Permission::BansWrite).await?;
     let req: NewBan =
         serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("body: {e}")))?;
-    let ban = service::bans::add(
-        &st,
-        &who,
-        &service::bans::NewBan {
-            kind: req.kind,
-            value: req.value,
-            duration: req.duration,
-            reason: req.reason,
-        },
-    )
-    .await?;
+    let ban = st
+        .services
+        .bans
+        .add(
+            &who,
+            &service::bans::NewBan {
+                kind: req.kind,
+                value: req.value,
+                duration: req.duration,
+                reason: req.reason,
+            },
+        )
+        .await?;
     Ok(Json(json!({ "ban": ban })))
 }
 
@@ -65,6 +67,6 @@ pub async fn lift(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let who = admin(&st, &ask, Permission::BansWrite).await?;
-    let id = service::bans::lift(&st, &who, &id).await?;
+    let id = st.services.bans.lift(&who, &id).await?;
     Ok(Json(json!({ "lifted": id })))
 }

@@ -21,12 +21,12 @@ use crate::app::AppState;
 use crate::decision::Identity;
 use std::net::{IpAddr, SocketAddr};
 
-use crate::app::{counts_as_failure, note_failure};
 use crate::decision::target::client_address;
 use crate::http::authz::{authenticate, bearer, session_subject};
 use crate::http::login::cookie_value;
 use crate::service::access::{self, Admin, Permission};
 use crate::service::audit::Coded;
+use crate::service::bans::counts_as_failure;
 use crate::service::DomainError;
 
 /// The body of every API error.
@@ -359,7 +359,9 @@ pub async fn caller(st: &AppState, ask: &Ask) -> Result<Arc<Identity>, ApiError>
         Ok(id) => id,
         Err((reason, e)) => {
             if counts_as_failure(reason) {
-                note_failure(st, Some(ask.client), None, reason);
+                st.services
+                    .bans
+                    .note_failure(Some(ask.client), None, reason);
             }
             return Err(e);
         }

@@ -11,7 +11,6 @@ use serde_json::{json, Value};
 use super::{admin, ApiError, ApiQuery, Ask, ErrorBody};
 use crate::app::AppState;
 use crate::clock::rfc3339;
-use crate::service;
 use crate::service::access::Permission;
 
 /// Longest window the usage endpoint answers for (the store keeps 31 days).
@@ -53,7 +52,7 @@ pub async fn usage(
         return Err(ApiError::BadRequest("window: between 1m and 31d".into()));
     }
     let now = st.clock.now();
-    let (from, rows) = service::usage::rows(&st, &who, window.as_secs(), now).await?;
+    let (from, rows) = st.services.usage.rows(&who, window.as_secs(), now).await?;
     let mut total = Tally::default();
     let (mut by_user, mut by_host, mut by_rule, mut by_result, mut by_reason) = (
         BTreeMap::<String, Tally>::new(),
@@ -88,7 +87,7 @@ pub async fn usage(
             t.denials += denied;
         }
     }
-    let mut sessions: Vec<Value> = service::usage::live_sessions(&st, &who, now)
+    let mut sessions: Vec<Value> = st.services.usage.live_sessions(&who, now)
         .await?
         .into_iter()
         .map(|s| json!({"id": s.id, "user": s.username, "last_seen": rfc3339(s.last_seen), "client_addr": s.client_addr}))

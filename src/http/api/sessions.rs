@@ -11,7 +11,6 @@ use serde_json::{json, Value};
 
 use super::{admin, ApiError, ApiQuery, Ask, ErrorBody};
 use crate::app::AppState;
-use crate::service;
 use crate::service::access::Permission;
 use crate::store::SessionRecord;
 
@@ -40,7 +39,7 @@ pub async fn list(
     ApiQuery(f): ApiQuery<UserFilter>,
 ) -> Result<Json<Value>, ApiError> {
     let who = admin(&st, &ask, Permission::SessionsRead).await?;
-    let sessions = service::sessions::list(&st, &who, f.user.as_deref()).await?;
+    let sessions = st.services.sessions.list(&who, f.user.as_deref()).await?;
     Ok(Json(
         json!({"sessions": sessions.iter().map(session_json).collect::<Vec<_>>()}),
     ))
@@ -55,7 +54,7 @@ pub async fn terminate_one(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let who = admin(&st, &ask, Permission::SessionsTerminate).await?;
-    service::sessions::terminate_one(&st, &who, &id).await?;
+    st.services.sessions.terminate_one(&who, &id).await?;
     Ok(Json(json!({"terminated": 1})))
 }
 
@@ -70,7 +69,7 @@ pub async fn terminate_all(
 ) -> Result<Json<Value>, ApiError> {
     let who = admin(&st, &ask, Permission::SessionsTerminate).await?;
     let user = f.user.as_deref();
-    let ended = service::sessions::terminate_all(&st, &who, user).await?;
+    let ended = st.services.sessions.terminate_all(&who, user).await?;
     Ok(Json(
         json!({"terminated": ended.len(), "tokens_revoked_for_user": user}),
     ))

@@ -330,6 +330,19 @@ impl Server {
 }
 
 impl Server {
+    /// A store handle of the test's own on the server's database (the
+    /// server's is reachable only through its services).
+    pub async fn store(&self) -> gatehouse::store::Store {
+        gatehouse::store::Store::connect(&self.state.config.store.url)
+            .await
+            .unwrap()
+    }
+
+    /// The server's audit log.
+    pub fn audit(&self) -> &gatehouse::audit::log::AuditLog {
+        self.state.services.audit.log()
+    }
+
     /// Stops serving and gives back the temp dir (to restart on the same files).
     pub async fn stop(mut self) -> tempfile::TempDir {
         if let Some(tx) = self.stop.take() {

@@ -1,0 +1,48 @@
+//! The background round every [`ROUND`]: what other gatehouse processes
+//! sharing the store changed (revocations, bans, the allowlist, sessions) is
+//! read back into this process's snapshots; what this process keeps in memory
+//! (session activity, usage counts) is written; sessions due are refreshed at
+//! the IdP; the audit chain gets its checkpoint when one is due. Each step
+//! that fails keeps the last snapshot and is tried again next round.
+
+use std::time::Duration;
+
+use super::Services;
+
+/// How often the round runs (local changes apply at once; this bounds how
+/// long another process's change takes to arrive).
+pub const ROUND: Duration = Duration::from_secs(5);
+
+/// One round.
+pub async fn round(s: &Services) {
+    if let Err(e) = s.sessions.reload_revocations().await {
+        tracing::warn!(error = %e, "cannot refresh revocations; keeping the last snapshot");
+    }
+    if let Err(e) = s.sessions.flush_last_seen().await {
+        tracing::warn!(error = %e, "cannot record session activity; will retry");
+    }
+    if let Err(e) = s.bans.reload().await {
+        tracing::warn!(error = %e, "cannot refresh bans; keeping the last snapshot");
+    }
+    if let Err(e) = s.allowlist.reload().await {
+        tracing::warn!(error = %e, "cannot refresh the allowlist; keeping the last snapshot");
+    }
+    if let Err(e) = s.sessions.reload().await {
+        tracing::warn!(error = %e, "cannot refresh sessions; keeping the last snapshot");
+    }
+    s.login.refresh_due().await;
+    s.audit.log().checkpoint_if_due().await;
+    if let Err(e) = s.usage.flush().await {
+        tracing::warn!(error = %e, "cannot write usage counters; keeping them for the next try");
+    }
+}
+
+/// Runs [`round`] every [`ROUND`] until the task is dropped.
+pub fn spawn(s: Services) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(ROUND).await;
+            round(&s).await;
+        }
+    })
+}
