@@ -4,7 +4,7 @@
 //! Run: `cargo bench --bench audit`.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use gatehouse::audit::chain::{seal, verify, Entry};
+use gatehouse::audit::chain::{self, seal, verify, Entry};
 use gatehouse::audit::NewEntry;
 use serde_json::json;
 
@@ -60,8 +60,13 @@ fn bench(c: &mut Criterion) {
     g.bench_function("append (SQLite file, one transaction)", |b| {
         b.iter(|| {
             i += 1;
-            rt.block_on(store.append_audit(&entry(i), "2026-11-23T00:00:00Z".into()))
-                .unwrap();
+            let n = entry(i);
+            rt.block_on(store.append_audit(|prev| {
+                let e = chain::seal(&n, prev, "2026-11-23T00:00:00Z".into());
+                let details = chain::canonical_json(&e.details);
+                (e, details)
+            }))
+            .unwrap();
         })
     });
     g.finish();

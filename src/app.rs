@@ -87,7 +87,7 @@ pub async fn build_state(config: Config, clock: Option<SharedClock>) -> anyhow::
     }
     let clock = clock.unwrap_or_else(|| Arc::new(SystemClock));
     let metrics = Arc::new(Metrics::default());
-    let policy = Policy::from_config(&config.access).map_err(|e| anyhow::anyhow!(e))?;
+    let policy = config.access.policy().map_err(|e| anyhow::anyhow!(e))?;
     let local = match &config.local_issuer {
         Some(l) => Some(Arc::new(
             LocalSigner::load(l, true).map_err(|e| anyhow::anyhow!(e))?,

@@ -80,8 +80,13 @@ impl AuditLog {
     pub async fn append(&self, n: NewEntry) -> Result<Entry, AuditError> {
         let e = {
             let _g = self.append_gate.lock().await;
+            let time = rfc3339(self.clock.now());
             self.store
-                .append_audit(&n, rfc3339(self.clock.now()))
+                .append_audit(|prev| {
+                    let e = chain::seal(&n, prev, time);
+                    let details = chain::canonical_json(&e.details);
+                    (e, details)
+                })
                 .await?
         };
         self.metrics.audit_entries.inc(&[&e.action]);

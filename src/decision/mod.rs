@@ -8,8 +8,7 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
-use crate::config::{AccessConfig, PolicyLevel};
-pub use rules::Rule;
+pub use rules::{PolicyLevel, Rule};
 pub use target::{Scheme, Target, TargetError};
 
 /// Who the request is from, as the identity engine established it.
@@ -232,31 +231,6 @@ pub struct Policy {
 }
 
 impl Policy {
-    pub fn from_config(a: &AccessConfig) -> Result<Self, String> {
-        let rules = a
-            .rules
-            .iter()
-            .enumerate()
-            .map(|(i, r)| Rule::compile(i, r))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Policy {
-            rules: rules.into(),
-            default_policy: a.default_policy,
-            allowlist_enforced: a.allowlist_enforced,
-            allowlist: Arc::new(Allowlist::new(
-                a.allowlist
-                    .iter()
-                    .map(|n| AllowEntry {
-                        net: *n,
-                        expires_at: None,
-                    })
-                    .collect(),
-            )),
-            two_factor_acr: a.two_factor_acr.clone().into(),
-            two_factor_amr: a.two_factor_amr.clone().into(),
-        })
-    }
-
     /// The same policy with another allowlist snapshot.
     pub fn with_allowlist(&self, allowlist: Allowlist) -> Self {
         Policy {
@@ -362,7 +336,7 @@ mod tests {
             "true".to_string(),
         )];
         let cfg = Config::from_toml_str(toml, std::path::Path::new("."), "t", &env).unwrap();
-        Policy::from_config(&cfg.access).unwrap()
+        cfg.access.policy().unwrap()
     }
 
     fn target(host: &str, path: &str, method: &str, client: &str) -> Target {

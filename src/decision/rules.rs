@@ -5,7 +5,6 @@ use regex::Regex;
 
 use super::target::Target;
 use super::Identity;
-use crate::config::{PolicyLevel, RuleConfig};
 
 /// A domain as written in a rule: exact, or `*.suffix` for any subdomain depth.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +82,35 @@ impl SubjectMatcher {
     }
 }
 
+/// Access policy levels, from most open to closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PolicyLevel {
+    Bypass,
+    OneFactor,
+    TwoFactor,
+    Deny,
+}
+
+impl PolicyLevel {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "bypass" => Some(Self::Bypass),
+            "one_factor" => Some(Self::OneFactor),
+            "two_factor" => Some(Self::TwoFactor),
+            "deny" => Some(Self::Deny),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Bypass => "bypass",
+            Self::OneFactor => "one_factor",
+            Self::TwoFactor => "two_factor",
+            Self::Deny => "deny",
+        }
+    }
+}
+
 /// A rule ready to be matched.
 #[derive(Debug, Clone)]
 pub struct Rule {
@@ -97,31 +125,6 @@ pub struct Rule {
 }
 
 impl Rule {
-    /// Compiles a validated rule; configuration validation already reported errors.
-    pub fn compile(index: usize, rc: &RuleConfig) -> Result<Self, String> {
-        Ok(Rule {
-            index,
-            domains: rc
-                .domains
-                .iter()
-                .map(|d| DomainPattern::parse(d))
-                .collect::<Result<_, _>>()?,
-            paths: rc
-                .paths
-                .iter()
-                .map(|p| Regex::new(p).map_err(|e| e.to_string()))
-                .collect::<Result<_, _>>()?,
-            methods: rc.methods.clone(),
-            networks: rc.networks.clone(),
-            subjects: rc
-                .subjects
-                .iter()
-                .map(|s| SubjectMatcher::parse(s))
-                .collect::<Result<_, _>>()?,
-            policy: rc.policy,
-        })
-    }
-
     /// Whether the request part (everything but `subjects`) matches.
     pub fn matches_request(&self, t: &Target) -> bool {
         (self.domains.is_empty() || self.domains.iter().any(|d| d.matches(&t.host)))

@@ -12,7 +12,6 @@ use super::DomainError;
 use crate::audit::log::AuditLog;
 use crate::audit::NewEntry;
 use crate::config::{Config, ConfigSource};
-use crate::decision::Policy;
 
 /// What a configuration reload changed.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -65,7 +64,7 @@ impl Reload {
                 return Err(DomainError::Invalid(errors.to_string()));
             }
         };
-        let policy = match Policy::from_config(&new.access) {
+        let policy = match new.access.policy() {
             Ok(p) => p,
             Err(e) => {
                 self.failed(&new.source, json!({ "errors": ["access"] }))

@@ -199,18 +199,21 @@ async fn tampering_is_named() {
             "{out}"
         );
         for i in 0..25 {
+            // A forger with write access who knows the chain's rules.
+            let n = NewEntry::new(
+                "mallory",
+                "",
+                "allowlist.add",
+                "0.0.0.0/0",
+                "ok",
+                json!({"i": i}),
+            );
             store
-                .append_audit(
-                    &NewEntry::new(
-                        "mallory",
-                        "",
-                        "allowlist.add",
-                        "0.0.0.0/0",
-                        "ok",
-                        json!({"i": i}),
-                    ),
-                    "2026-11-23T00:00:00Z".into(),
-                )
+                .append_audit(|prev| {
+                    let e = gatehouse::audit::chain::seal(&n, prev, "2026-11-23T00:00:00Z".into());
+                    let details = gatehouse::audit::chain::canonical_json(&e.details);
+                    (e, details)
+                })
                 .await
                 .unwrap();
         }

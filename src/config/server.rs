@@ -1,0 +1,105 @@
+//! `[server]`: where gatehouse listens, the URL browsers reach it at, the
+//! proxies whose forwarded headers are believed, the log format.
+
+use std::net::SocketAddr;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use super::values::V;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub(super) struct RawServer {
+    listen: Option<String>,
+    public_url: Option<String>,
+    trusted_proxies: Option<Vec<String>>,
+    log_format: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub public_url: url::Url,
+    pub trusted_proxies: Vec<IpNet>,
+    pub log_format: LogFormat,
+}
+
+impl RawServer {
+    /// `insecure_http` is `session.insecure_http` (it allows an http:// public URL).
+    pub(super) fn validate(self, insecure_http: bool, v: &mut V) -> ServerConfig {
+        let raw = self;
+        let listen_s = raw.listen.unwrap_or_else(|| "127.0.0.1:9091".into());
+        let listen = listen_s.parse::<SocketAddr>().unwrap_or_else(|_| {
+            v.err(
+                "server.listen",
+                format!("{listen_s:?} is not an address:port; write e.g. \"127.0.0.1:9091\""),
+            );
+            SocketAddr::from(([127, 0, 0, 1], 9091))
+        });
+        let public_missing = raw.public_url.is_none();
+        let public_s = raw.public_url.unwrap_or_else(|| format!("http://{listen}"));
+        let public_url = match url::Url::parse(&public_s) {
+            Ok(u) if u.scheme() == "https" || (u.scheme() == "http" && insecure_http) => {
+                if u.query().is_some() || u.fragment().is_some() || !u.username().is_empty() {
+                    v.err(
+                        "server.public_url",
+                        "must not carry a query, fragment or user info",
+                    );
+                }
+                u
+            }
+            Ok(u) if u.scheme() == "http" => {
+                v.err(
+                "server.public_url",
+                if public_missing {
+                    "missing; set the https:// URL where browsers reach gatehouse, e.g. \"https://auth.example.com\""
+                } else {
+                    "http:// is only allowed with session.insecure_http = true (local development); use https://"
+                },
+            );
+                u
+            }
+            _ => {
+                v.err(
+                    "server.public_url",
+                    format!(
+                        "{public_s:?} is not an https URL; write e.g. \"https://auth.example.com\""
+                    ),
+                );
+                url::Url::parse("http://127.0.0.1:9091").expect("static url")
+            }
+        };
+        let trusted_proxies = raw
+            .trusted_proxies
+            .unwrap_or_else(|| vec!["127.0.0.1/32".into(), "::1/128".into()])
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| v.cidr(&format!("server.trusted_proxies[{i}]"), s))
+            .collect();
+        let log_format = match raw.log_format.as_deref().unwrap_or("text") {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                v.err(
+                    "server.log_format",
+                    format!("{other:?} is not a log format; use \"text\" or \"json\""),
+                );
+                LogFormat::Text
+            }
+        };
+
+        ServerConfig {
+            listen,
+            public_url,
+            trusted_proxies,
+            log_format,
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! `[store]`: the database (SQLite embedded, or a shared PostgreSQL).
+
+use serde::Deserialize;
+
+use super::values::V;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub(super) struct RawStore {
+    url: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub url: String,
+}
+
+impl RawStore {
+    pub(super) fn validate(self, v: &mut V) -> StoreConfig {
+        let raw = self;
+        let store_url = raw.url.unwrap_or_else(|| "sqlite://gatehouse.db".into());
+        if !(store_url.starts_with("sqlite:")
+            || store_url.starts_with("postgres://")
+            || store_url.starts_with("postgresql://"))
+        {
+            v.err(
+            "store.url",
+            "must start with sqlite:// (embedded) or postgres:// (shared); e.g. \"sqlite://gatehouse.db\"",
+        );
+        }
+        // A relative SQLite path resolves against the config file's directory, like every path.
+        let store_url = match store_url.strip_prefix("sqlite://") {
+            Some(rest) if !rest.is_empty() && !rest.starts_with('/') && !rest.starts_with(':') => {
+                format!("sqlite://{}", v.path(rest).display())
+            }
+            _ => store_url,
+        };
+
+        StoreConfig { url: store_url }
+    }
+}
