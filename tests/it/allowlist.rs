@@ -11,20 +11,16 @@ use gatehouse::clock::{rfc3339, Clock, ManualClock, SharedClock, SystemClock};
 use gatehouse::identity::MintRequest;
 use serde_json::{json, Value};
 
-const CONFIG: &str = r#"
-[server]
-public_url = "https://auth.example.com"
-[store]
-url = "sqlite://{dir}/g.db"
-[local_issuer]
-signing_key_file = "{dir}/key.pem"
-[admin]
-roles = ["admin"]
+/// What these tests change in the base test configuration.
+const OVERRIDES: &str = r#"
 [access]
-default_policy = "one_factor"
 allowlist_enforced = true
 allowlist = ["192.0.2.0/24"]
 "#;
+
+fn config() -> String {
+    config_with(OVERRIDES)
+}
 
 struct T {
     gh: Server,
@@ -37,7 +33,7 @@ impl T {
     async fn start() -> T {
         let clock = ManualClock::new(SystemClock.now());
         let shared: SharedClock = clock.clone();
-        let gh = Server::start_with_clock(CONFIG, Some(shared)).await;
+        let gh = Server::start_with_clock(&config(), Some(shared)).await;
         let mint = |sub: &str, roles: &[&str]| {
             let req = MintRequest {
                 sub: sub.into(),
@@ -119,8 +115,30 @@ impl T {
     }
 }
 
+/// Every allowlist change is audited with its intent and outcome, by its admin.
+async fn audited(t: &T, action: &str, n: usize) {
+    let page =
+        t.gh.store()
+            .await
+            .audit_page(&gatehouse::store::AuditFilter {
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    let count = |result: &str| {
+        page.iter()
+            .filter(|e| e.action == action && e.result == result)
+            .count()
+    };
+    assert_eq!((count("requested"), count("ok")), (n, n), "{action}");
+    assert!(page.iter().all(|e| e.actor == "ops"));
+}
+
+/// Static entries are listed read-only; a runtime entry opens on the next
+/// request and closes when removed or when it expires; only admins manage it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn runtime_allowlist() {
+async fn entries_open_and_close_on_the_next_request() {
     let t = T::start().await;
     assert_eq!(t.from("192.0.2.9").await, 200, "static entry");
     assert_eq!(t.from("203.0.113.5").await, 403, "not allowlisted");
@@ -181,7 +199,21 @@ async fn runtime_allowlist() {
     t.clock.advance(61);
     assert_eq!(t.from("198.51.100.7").await, 403, "expired");
 
-    // Bad single entries.
+    let r = client()
+        .get(t.gh.url("/api/v1/allowlist"))
+        .bearer_auth(&t.user)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "admins only");
+    audited(&t, "allowlist.add", 2).await;
+    audited(&t, "allowlist.remove", 1).await;
+}
+
+/// Bad entries are refused with what is wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_entries_are_refused_with_the_reason() {
+    let t = T::start().await;
     for (body, why) in [
         (json!({"cidr": "10.0.0.1/8"}), "host bits"),
         (json!({"cidr": "not-an-ip"}), "is not an IP network"),
@@ -209,7 +241,12 @@ async fn runtime_allowlist() {
             "{why}: {v}"
         );
     }
+}
 
+/// Imports (text or JSON) are all or nothing and name every bad line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imports_are_all_or_nothing_and_name_every_bad_line() {
+    let t = T::start().await;
     // An import with mixed lines changes nothing and names every bad line.
     let before = t.cidrs().await;
     let text = "10.0.0.0/8 # lan\nbad-line\n10.0.0.1/8\n\n# a comment\n2001:db8::/32\n192.0.2.0/24\n10.0.0.0/8\n";
@@ -317,36 +354,5 @@ async fn runtime_allowlist() {
         .await;
     assert_eq!(s, 400);
 
-    // Admins only; every change audited with its intent and outcome.
-    let r = client()
-        .get(t.gh.url("/api/v1/allowlist"))
-        .bearer_auth(&t.user)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
-    let page =
-        t.gh.store()
-            .await
-            .audit_page(&gatehouse::store::AuditFilter {
-                limit: 1000,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-    let count = |action: &str, result: &str| {
-        page.iter()
-            .filter(|e| e.action == action && e.result == result)
-            .count()
-    };
-    assert_eq!(
-        (
-            count("allowlist.add", "requested"),
-            count("allowlist.add", "ok")
-        ),
-        (2, 2)
-    );
-    assert_eq!(count("allowlist.remove", "ok"), 1);
-    assert_eq!(count("allowlist.import", "ok"), 2);
-    assert!(page.iter().all(|e| e.actor == "ops"));
+    audited(&t, "allowlist.import", 2).await;
 }

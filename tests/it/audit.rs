@@ -21,18 +21,12 @@ const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 
 fn config(dir: &Path, store: &str, extra: &str) -> String {
     let d = dir.display();
-    format!(
+    config_with(&format!(
         r#"
-[server]
-public_url = "https://auth.example.com"
 [store]
 url = "{store}"
 [local_issuer]
 signing_key_file = "{d}/local.pem"
-[admin]
-roles = ["admin"]
-[access]
-default_policy = "one_factor"
 [audit]
 jsonl_file = "{d}/audit.jsonl"
 checkpoint_key_file = "{d}/audit.key"
@@ -41,7 +35,7 @@ checkpoint_every = 10
 checkpoint_interval = "1h"
 {extra}
 "#
-    )
+    ))
 }
 
 /// Runs `gatehouse audit verify` with a config file; (exit code, stdout).

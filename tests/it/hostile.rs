@@ -9,13 +9,8 @@ use common::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
-const CONFIG: &str = r#"
-[server]
-public_url = "https://auth.example.com"
-[local_issuer]
-issuer = "gatehouse-local"
-signing_key_file = "{dir}/key.pem"
-audience = "gatehouse"
+/// What these tests change in the base test configuration.
+const OVERRIDES: &str = r#"
 [access]
 default_policy = "deny"
 [[access.rules]]
@@ -39,6 +34,10 @@ policy = "bypass"
 domains = ["app.example.com"]
 policy = "one_factor"
 "#;
+
+fn config() -> String {
+    config_with(OVERRIDES)
+}
 
 fn b64(b: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
@@ -128,7 +127,7 @@ async fn status(gh: &Server, uri: &str, token: &str) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_attacks_are_refused() {
-    let gh = Server::start(CONFIG).await;
+    let gh = Server::start(&config()).await;
     PEM.with(|p| *p.borrow_mut() = gh.local_key_pem());
     let f = Forge::new(&gh);
     assert_eq!(
@@ -410,7 +409,7 @@ async fn token_attacks_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authorization_header_tricks() {
-    let gh = Server::start(CONFIG).await;
+    let gh = Server::start(&config()).await;
     PEM.with(|p| *p.borrow_mut() = gh.local_key_pem());
     let t = Forge::new(&gh).good();
     let cases: Vec<(Vec<(&str, String)>, u16)> = vec![
@@ -468,7 +467,7 @@ async fn authorization_header_tricks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn path_and_host_tricks_never_reach_admin() {
-    let gh = Server::start(CONFIG).await;
+    let gh = Server::start(&config()).await;
     PEM.with(|p| *p.borrow_mut() = gh.local_key_pem());
     let f = Forge::new(&gh);
     let user = f.sign(|c| c["realm_access"]["roles"] = json!(["viewer"]), |_| {});
@@ -554,10 +553,7 @@ async fn path_and_host_tricks_never_reach_admin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarded_headers_from_untrusted_peers_are_ignored() {
     // 127.0.0.1 is NOT a trusted proxy here.
-    let cfg = CONFIG.replace(
-        "[local_issuer]",
-        "trusted_proxies = [\"10.0.0.0/8\"]\n[local_issuer]",
-    );
+    let cfg = config_with_all(&[OVERRIDES, "[server]\ntrusted_proxies = [\"10.0.0.0/8\"]"]);
     let gh = Server::start(&cfg).await;
     for path in ["/authz/forward", "/authz/nginx"] {
         let r = gh
@@ -582,7 +578,7 @@ async fn forwarded_headers_from_untrusted_peers_are_ignored() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spoofed_client_addresses_cannot_pass_a_network_rule() {
-    let gh = Server::start(CONFIG).await;
+    let gh = Server::start(&config()).await;
     let xff = |v: &'static str| vec![("X-Forwarded-For", v)];
     // the real client (right-most untrusted hop) is in the LAN: bypass
     assert_eq!(
@@ -648,7 +644,7 @@ async fn spoofed_client_addresses_cannot_pass_a_network_rule() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_query_tokens_only_on_upgrades() {
-    let gh = Server::start(CONFIG).await;
+    let gh = Server::start(&config()).await;
     PEM.with(|p| *p.borrow_mut() = gh.local_key_pem());
     let t = Forge::new(&gh).sign(|c| c["realm_access"]["roles"] = json!(["viewer"]), |_| {});
     let ws = [
@@ -708,7 +704,7 @@ async fn websocket_query_tokens_only_on_upgrades() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_header_values_never_allow_and_never_crash() {
-    let gh = Server::start(CONFIG).await;
+    let gh = Server::start(&config()).await;
     // A small deterministic generator: no new dependency for a fuzz loop.
     let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut next = || {

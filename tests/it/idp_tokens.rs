@@ -37,10 +37,8 @@ fn users() -> Value {
 }
 
 fn config(issuer: &str, extra_issuer: &str) -> String {
-    format!(
+    config_with(&format!(
         r#"
-[server]
-public_url = "https://auth.example.com"
 [[issuers]]
 issuer = "{issuer}"
 allow_insecure_http = true
@@ -64,7 +62,7 @@ policy = "deny"
 domains = ["grafana.example.com", "*.ops.example.com"]
 policy = "one_factor"
 "#
-    )
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

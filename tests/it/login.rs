@@ -44,7 +44,7 @@ fn accounts(path: &std::path::Path, alice_roles: &[&str], alice_disabled: bool) 
 }
 
 fn config(idp: &str, gh_port: u16, store: &str) -> String {
-    format!(
+    config_with(&format!(
         r#"
 [server]
 public_url = "http://127.0.0.1:{gh_port}"
@@ -66,8 +66,6 @@ default_redirect = "https://app.example.test/"
 inactivity = "30m"
 lifetime = "12h"
 step_up_max_age = "0s"
-[admin]
-roles = ["admin"]
 [access]
 default_policy = "deny"
 two_factor_acr = ["gold"]
@@ -79,7 +77,7 @@ policy = "two_factor"
 domains = ["app.example.test"]
 policy = "one_factor"
 "#
-    )
+    ))
 }
 
 struct World {
@@ -486,13 +484,17 @@ async fn api_call(
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-/// Step-up, cookie API and cross-site refusal, logout, back-channel logout,
-/// refresh, inactivity, hostile callbacks, open redirects.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn browser_features() {
-    let dir = tempfile::tempdir().unwrap();
-    let w = World::start(&format!("sqlite://{}/g.db", dir.path().display())).await;
+/// A gatehouse and the real IdP, on an SQLite store in the server's temp dir.
+async fn world() -> World {
+    World::start("sqlite://{dir}/g.db").await
+}
 
+/// A rule needs two_factor and the session has only a password: browsers go
+/// back to the IdP with `step_up=1`, API clients get 403, and the upgraded
+/// login replaces the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn step_up_replaces_the_session_with_a_second_factor() {
+    let w = world().await;
     // --- step-up: a rule needs two_factor, the session has only a password.
     let (mut alice, _) = w.login("alice", false).await;
     let old = session_cookie(&alice);
@@ -541,7 +543,14 @@ async fn browser_features() {
     let s = &w.sessions_of("alice").await[0];
     assert_eq!(s["acr"], "gold");
     assert_eq!(s["amr"], json!(["pwd", "otp"]));
+}
 
+/// The companion API with a session cookie: writes only from the same origin
+/// as JSON; reads need no origin check; a non-admin's cookie is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_takes_the_session_cookie_and_refuses_cross_site_writes() {
+    let w = world().await;
+    let (alice, _) = w.login("alice", false).await;
     // --- the companion API with the session cookie, and cross-site refusal.
     let (root, _) = w.login("root", false).await;
     let rc = session_cookie(&root);
@@ -613,7 +622,15 @@ async fn browser_features() {
     )
     .await;
     assert_eq!(status, 403, "alice is not an admin");
+}
 
+/// Logout ends the session here and sends the browser to the IdP's end-session
+/// endpoint with the id_token_hint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_ends_the_session_here_and_at_the_idp() {
+    let w = world().await;
+    let (root, _) = w.login("root", false).await;
+    let rc = session_cookie(&root);
     // --- logout: here and at the IdP, with the id_token_hint.
     let mut root = root;
     let out = root
@@ -634,7 +651,13 @@ async fn browser_features() {
         "cookie cleared"
     );
     assert_eq!(w.decide(&rc, "/dash", false).await.status(), 401);
+}
 
+/// The real IdP's back-channel logout ends the session of the user who logged
+/// out there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_idps_backchannel_logout_ends_the_session() {
+    let w = world().await;
     // --- back-channel logout from the real IdP: bob logs out at the IdP.
     let (mut bob, _) = w.login("bob", false).await;
     let bc = session_cookie(&bob);
@@ -663,7 +686,13 @@ async fn browser_features() {
         .await,
         "the IdP's back-channel logout ended bob's session"
     );
+}
 
+/// Crafted logout tokens (forged, malformed, replayed) are refused; the sid
+/// form ends one session, the sub form all of the user's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crafted_logout_tokens_are_refused_and_sid_or_sub_end_sessions() {
+    let w = world().await;
     // --- crafted logout tokens: forged, malformed, replayed; sid and sub forms.
     let (carol1, _) = w.login("carol", false).await;
     let (carol2, _) = w.login("carol", false).await;
@@ -765,7 +794,13 @@ async fn browser_features() {
         401,
         "sub form ends all of carol's"
     );
+}
 
+/// Callbacks without the pre-login cookie, with another state, a forged nonce
+/// or a replayed code are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_callbacks_are_refused() {
+    let w = world().await;
     // --- hostile callbacks.
     let cb = |q: &str| w.gh.url(&format!("/callback?{q}"));
     let mut stranger = Browser::new();
@@ -837,7 +872,12 @@ async fn browser_features() {
     frank.jar = jar;
     let a = frank.get(&cb_url).await;
     assert_eq!(a.status, 401, "a replayed code is refused");
+}
 
+/// An `rd` outside the configured domains falls back to the default redirect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_outside_the_configured_domains_fall_back() {
+    let w = world().await;
     // --- rd that leaves the configured domains falls back to the default.
     for rd in [
         "https://evil.example/x",
@@ -854,6 +894,13 @@ async fn browser_features() {
             "{rd}"
         );
     }
+}
+
+/// A role change at the IdP reaches the session through the refresh; a refused
+/// refresh ends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_brings_role_changes_and_a_refused_refresh_ends_the_session() {
+    let w = world().await;
     // The clock moves from here on (ID tokens from the IdP use real time).
     // --- refresh: a role change at the IdP reaches the session; a refused refresh ends it.
     let (dave, _) = w.login("alice", false).await;
@@ -881,7 +928,12 @@ async fn browser_features() {
         "a failed refresh ends the session"
     );
     w.set_accounts(&["viewer"], false);
+}
 
+/// 30 minutes without a request end a session (injected clock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inactivity_ends_a_session() {
+    let w = world().await;
     // --- inactivity (injected clock): 30 minutes without a request end a session.
     let (erin, _) = w.login("bob", false).await;
     let ec = session_cookie(&erin);
@@ -905,6 +957,4 @@ async fn browser_features() {
     );
     let r = w.decide(&ec, "/", true).await;
     assert_eq!(r.status(), 302, "a browser goes back to login");
-
-    let _ = (alice, bob);
 }

@@ -7,17 +7,8 @@ use crate::common;
 use common::*;
 use serde_json::Value;
 
-const CONFIG: &str = r#"
-[server]
-public_url = "https://auth.example.com"
-[store]
-url = "sqlite://{dir}/g.db"
-[local_issuer]
-signing_key_file = "{dir}/key.pem"
-[admin]
-roles = ["admin"]
-[access]
-default_policy = "one_factor"
+/// What these tests change in the base test configuration.
+const OVERRIDES: &str = r#"
 [[access.rules]]
 domains = ["app.example.com"]
 paths = ["^/admin"]
@@ -28,6 +19,10 @@ domains = ["app.example.com"]
 paths = ["^/admin"]
 policy = "deny"
 "#;
+
+fn config() -> String {
+    config_with(OVERRIDES)
+}
 
 fn row<'a>(v: &'a Value, table: &str, key: &str) -> &'a Value {
     v[table]
@@ -40,7 +35,7 @@ fn row<'a>(v: &'a Value, table: &str, key: &str) -> &'a Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_over_a_window() {
-    let gh = Server::start(CONFIG).await;
+    let gh = Server::start(&config()).await;
     let (alice, bob, admin) = (
         gh.mint("alice", &[]),
         gh.mint("bob", &[]),

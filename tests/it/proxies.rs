@@ -19,10 +19,9 @@ const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 const HOST: &str = "app.example.com";
 
 fn gatehouse_config(issuer: &str) -> String {
-    format!(
+    config_with(&format!(
         r#"
 [server]
-public_url = "https://auth.example.com"
 trusted_proxies = ["127.0.0.1/32"]
 [[issuers]]
 issuer = "{issuer}"
@@ -58,7 +57,7 @@ policy = "deny"
 domains = ["app.example.com"]
 policy = "one_factor"
 "#
-    )
+    ))
 }
 
 fn users() -> serde_json::Value {

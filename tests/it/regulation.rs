@@ -13,22 +13,17 @@ use gatehouse::clock::{Clock, ManualClock, SharedClock, SystemClock};
 use gatehouse::identity::MintRequest;
 use serde_json::{json, Value};
 
-const CONFIG: &str = r#"
-[server]
-public_url = "https://auth.example.com"
-[store]
-url = "sqlite://{dir}/g.db"
-[local_issuer]
-signing_key_file = "{dir}/key.pem"
-[admin]
-roles = ["admin"]
-[access]
-default_policy = "one_factor"
+/// What these tests change in the base test configuration.
+const OVERRIDES: &str = r#"
 [regulation]
 max_failures = 3
 window = "2m"
 ban_time = "15m"
 "#;
+
+fn config() -> String {
+    config_with(OVERRIDES)
+}
 
 struct T {
     gh: Server,
@@ -93,7 +88,7 @@ fn forged(token: &str) -> String {
 async fn bans_after_repeated_failures() {
     let clock = ManualClock::new(SystemClock.now());
     let shared: SharedClock = clock.clone();
-    let gh = Server::start_with_clock(CONFIG, Some(shared)).await;
+    let gh = Server::start_with_clock(&config(), Some(shared)).await;
     let t = T { gh, clock };
     let good = t.mint("alice", &[]);
     let bad = forged(&good);
@@ -283,7 +278,7 @@ async fn bans_after_repeated_failures() {
     let dir = t.gh.stop().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let shared: SharedClock = t.clock.clone();
-    let gh = Server::start_bound(listener, CONFIG, Some(shared), dir).await;
+    let gh = Server::start_bound(listener, &config(), Some(shared), dir).await;
     let t = T { gh, clock: t.clock };
     let (status, _) = t.ask(attacker, &mallory).await;
     assert_eq!(status, 403, "the ban outlived the restart");
@@ -291,7 +286,7 @@ async fn bans_after_repeated_failures() {
 
 #[tokio::test]
 async fn regulation_can_be_switched_off() {
-    let cfg = CONFIG.replace("max_failures = 3", "enabled = false");
+    let cfg = config_with_all(&[OVERRIDES, "[regulation]\nenabled = false"]);
     let gh = Server::start(&cfg).await;
     let clock = ManualClock::new(SystemClock.now());
     let t = T { gh, clock };

@@ -15,13 +15,8 @@ use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const CONFIG: &str = r#"
-[server]
-public_url = "https://auth.example.com"
-[local_issuer]
-issuer = "gatehouse-local"
-signing_key_file = "{dir}/key.pem"
-audience = "gatehouse"
+/// What these tests change in the base test configuration.
+const OVERRIDES: &str = r#"
 [access]
 default_policy = "deny"
 [[access.rules]]
@@ -37,6 +32,10 @@ policy = "deny"
 domains = ["app.example.com"]
 policy = "one_factor"
 "#;
+
+fn config() -> String {
+    config_with(OVERRIDES)
+}
 
 /// One response as read off the wire: status line, headers in order with
 /// lower-cased names (without `date`), body.
@@ -186,7 +185,7 @@ fn nginx(token: Option<&str>, url: &str, extra: &str) -> String {
 
 #[tokio::test]
 async fn fast_path_and_hyper_answer_alike() {
-    let gh = Server::start(CONFIG).await;
+    let gh = Server::start(&config()).await;
     let alice = gh.mint("alice", &["viewer"]);
     let root = gh.mint("root", &["admin"]);
     let nav = "Accept: text/html\r\nSec-Fetch-Mode: navigate\r\n";
@@ -348,7 +347,7 @@ async fn fast_path_and_hyper_answer_alike() {
 
 #[tokio::test]
 async fn pipelined_requests_are_answered_in_order_and_hand_off_keeps_the_connection() {
-    let gh = Server::start(CONFIG).await;
+    let gh = Server::start(&config()).await;
     let alice = gh.mint("alice", &["viewer"]);
     let bob = gh.mint("bob", &["viewer"]);
     let mut bytes = forward(Some(&alice), "/a", "");
@@ -407,7 +406,7 @@ impl Rng {
 
 #[tokio::test]
 async fn mutated_requests_get_the_same_answer_on_both_paths() {
-    let gh = Server::start(CONFIG).await;
+    let gh = Server::start(&config()).await;
     let alice = gh.mint("alice", &["viewer"]);
     let seeds = [
         forward(Some(&alice), "/d?x=1", ""),
@@ -478,7 +477,7 @@ async fn mutated_requests_get_the_same_answer_on_both_paths() {
 
 #[tokio::test]
 async fn idle_fast_connections_close_on_shutdown() {
-    let gh = Server::start(CONFIG).await;
+    let gh = Server::start(&config()).await;
     let alice = gh.mint("alice", &["viewer"]);
     let mut idle = open(gh.addr, false).await;
     idle.write_all(forward(Some(&alice), "/d", "").as_bytes())

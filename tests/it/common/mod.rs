@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod config;
 pub mod pg;
 pub mod proxies;
 pub mod raw;
@@ -19,6 +20,8 @@ use gatehouse::clock::SharedClock;
 use gatehouse::config::Config;
 use gatehouse::http::server::serve_on;
 use serde_json::Value;
+
+pub use config::{config_with, config_with_all};
 
 pub fn idp_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/idp")
