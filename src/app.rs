@@ -195,6 +195,13 @@ pub async fn build_state(config: Config, clock: Option<SharedClock>) -> anyhow::
             sessions.clone(),
         ),
         audit: service::audit::Audit::new(audit.clone(), store.clone()),
+        control: service::control::Control::new(
+            config.control.clone(),
+            store.clone(),
+            clock.clone(),
+            audit.clone(),
+            policy.clone(),
+        ),
         status: service::status::Status::new(store),
         reload: service::reload::Reload::new(config.clone(), audit, allowlist.clone()),
         sessions,
@@ -202,6 +209,8 @@ pub async fn build_state(config: Config, clock: Option<SharedClock>) -> anyhow::
         bans,
     };
     services.allowlist.reload().await?;
+    // A kill switch engaged before this start (or on another replica) holds.
+    services.control.reload().await?;
     Ok(Arc::new(Inner {
         trusted_proxies,
         public_base: config

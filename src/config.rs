@@ -10,6 +10,7 @@ use serde::Deserialize;
 mod access;
 mod admin;
 mod audit;
+mod control;
 mod env;
 mod issuers;
 mod regulation;
@@ -21,6 +22,7 @@ mod values;
 pub use access::{AccessConfig, PolicyLevel, RuleConfig};
 pub use admin::AdminConfig;
 pub use audit::AuditConfig;
+pub use control::{ControlConfig, KillSwitchConfig, ServiceBackend, ServiceConfig};
 pub use issuers::{IssuerConfig, LocalIssuerConfig};
 pub use regulation::RegulationConfig;
 pub use server::{LogFormat, ServerConfig};
@@ -77,6 +79,7 @@ struct RawConfig {
     admin: admin::RawAdmin,
     audit: audit::RawAudit,
     regulation: regulation::RawRegulation,
+    control: control::RawControl,
 }
 
 /// The validated configuration.
@@ -91,6 +94,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub audit: AuditConfig,
     pub regulation: RegulationConfig,
+    pub control: ControlConfig,
     /// Where the configuration came from, for the one-line summary.
     pub source: String,
 }
@@ -299,6 +303,7 @@ fn validate(raw: RawConfig, base_dir: &Path, label: &str, errors: &mut Vec<Confi
     let regulation = raw.regulation.validate(&mut v);
     let admin = raw.admin.validate(&mut v);
     let audit = raw.audit.validate(&mut v);
+    let control = raw.control.validate(&mut v);
     Config {
         server,
         store,
@@ -309,6 +314,7 @@ fn validate(raw: RawConfig, base_dir: &Path, label: &str, errors: &mut Vec<Confi
         admin,
         audit,
         regulation,
+        control,
         source: label.to_string(),
     }
 }
@@ -400,6 +406,122 @@ inactivity = "10"
         ] {
             assert!(k.contains(&want), "missing {want} in {k:?}");
         }
+    }
+
+    #[test]
+    fn control_and_permissions_errors_name_their_keys() {
+        let e = load(
+            r#"
+[admin.permissions]
+ops = ["control:services", "control:everything"]
+idle = []
+[control]
+fresh_auth = "soon"
+[control.kill_switch]
+services = ["feed", "ghost"]
+after = [["no-such-program-here", "FLUSHALL"], ["true"]]
+[[control.services]]
+name = "feed"
+start = ["bin/feedd"]
+stop = ["/usr/bin/feedctl", "stop"]
+[[control.services]]
+name = "feed"
+backend = "systemd"
+[[control.services]]
+name = "bad name"
+start = ["/bin/true"]
+stop = ["/bin/true"]
+[[control.services]]
+name = "unit"
+backend = "systemd"
+unit = "x.service"
+start = ["/bin/true"]
+[[control.services]]
+name = "odd"
+backend = "launchd"
+"#,
+            &[],
+        )
+        .unwrap_err();
+        let k = keys(&e);
+        for want in [
+            "admin.permissions.ops[1]",
+            "admin.permissions.idle",
+            "control.fresh_auth",
+            "control.kill_switch.services[1]",
+            "control.kill_switch.after[0]",
+            "control.services[0].start",
+            "control.services[1].name",
+            "control.services[1].unit",
+            "control.services[2].name",
+            "control.services[3].start",
+            "control.services[4].backend",
+        ] {
+            assert!(k.contains(&want), "missing {want} in {k:?}");
+        }
+        assert!(e.to_string().contains("absolute path"), "{e}");
+        assert!(
+            !k.contains(&"control.kill_switch.after[1]"),
+            "`true` is found: {k:?}"
+        );
+        assert!(
+            e.to_string().contains("control:services"),
+            "lists the names: {e}"
+        );
+    }
+
+    #[test]
+    fn control_and_permissions_load() {
+        let c = load(
+            r#"
+[admin.permissions]
+ops = ["control:services", "control:kill"]
+all = ["*"]
+[control.kill_switch]
+services = ["feed"]
+after = [["true"]]
+engage_deny = true
+[[control.services]]
+name = "feed"
+start = ["/usr/bin/feed", "--daemon"]
+stop = ["/usr/bin/feedctl", "stop"]
+env = { FEED_HOME = "/var/lib/feed" }
+working_dir = "state"
+[[control.services]]
+name = "engine"
+backend = "systemd"
+unit = "engine.service"
+"#,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.admin.permissions["ops"].names(),
+            vec!["control:services", "control:kill"]
+        );
+        assert!(c.admin.permissions["all"].is_all());
+        assert_eq!(c.control.fresh_auth, Duration::from_secs(600));
+        assert!(c.control.kill_switch.engage_deny);
+        assert!(
+            c.control.kill_switch.after[0][0].ends_with("/true")
+                && c.control.kill_switch.after[0][0].starts_with('/'),
+            "resolved once at load: {:?}",
+            c.control.kill_switch.after
+        );
+        match &c.control.services[0].backend {
+            ServiceBackend::Command {
+                working_dir,
+                env,
+                status,
+                ..
+            } => {
+                assert!(working_dir.as_ref().unwrap().ends_with("state"));
+                assert_eq!(env["FEED_HOME"], "/var/lib/feed");
+                assert!(status.is_none());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.control.services[1].backend.as_str(), "systemd");
     }
 
     #[test]

@@ -183,6 +183,7 @@ impl AccessConfig {
             )),
             two_factor_acr: self.two_factor_acr.clone().into(),
             two_factor_amr: self.two_factor_amr.clone().into(),
+            lockdown: false,
         })
     }
 }

@@ -129,6 +129,8 @@ pub enum Reason {
     UnrepresentableClaim,
     /// The client address or user is banned (brute-force regulation).
     Banned,
+    /// The kill switch is engaged with `engage_deny`: only bypass rules pass.
+    KillSwitch,
     BadRequest(TargetError),
 }
 
@@ -145,6 +147,7 @@ impl Reason {
             Self::TwoFactorRequired => "two_factor_required",
             Self::UnrepresentableClaim => "unrepresentable_claim",
             Self::Banned => "banned",
+            Self::KillSwitch => "kill_switch",
             Self::BadRequest(e) => e.as_str(),
         }
     }
@@ -228,18 +231,34 @@ pub struct Policy {
     pub allowlist: Arc<Allowlist>,
     pub two_factor_acr: Arc<[String]>,
     pub two_factor_amr: Arc<[String]>,
+    /// The kill switch engaged with `engage_deny`: every non-bypass rule denies.
+    pub lockdown: bool,
 }
 
 impl Policy {
     /// The same policy with another allowlist snapshot.
     pub fn with_allowlist(&self, allowlist: Allowlist) -> Self {
+        self.with_allowlist_arc(Arc::new(allowlist))
+    }
+
+    /// The same policy with this (shared) allowlist snapshot.
+    pub fn with_allowlist_arc(&self, allowlist: Arc<Allowlist>) -> Self {
         Policy {
-            allowlist: Arc::new(allowlist),
+            allowlist,
             ..self.clone()
         }
     }
 
-    fn is_two_factor(&self, id: &Identity) -> bool {
+    /// The same policy with the kill switch's deny engaged or released.
+    pub fn with_lockdown(&self, lockdown: bool) -> Self {
+        Policy {
+            lockdown,
+            ..self.clone()
+        }
+    }
+
+    /// Whether the identity's `acr` or `amr` counts as a second factor.
+    pub fn is_two_factor(&self, id: &Identity) -> bool {
         id.acr
             .as_deref()
             .is_some_and(|acr| self.two_factor_acr.iter().any(|a| a == acr))
@@ -285,6 +304,12 @@ fn unauthenticated(rule: Option<usize>, subject: &Subject) -> Decision {
 }
 
 fn apply(policy: &Policy, level: PolicyLevel, rule: Option<usize>, subject: &Subject) -> Decision {
+    if policy.lockdown && level != PolicyLevel::Bypass {
+        return Decision::Forbidden {
+            rule,
+            reason: Reason::KillSwitch,
+        };
+    }
     match level {
         PolicyLevel::Deny => Decision::Forbidden {
             rule,

@@ -56,6 +56,22 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/monitoring/usage",
             get(http::api::monitoring::usage),
         )
+        .route(
+            "/api/v1/control/services",
+            get(http::api::control::services),
+        )
+        .route(
+            "/api/v1/control/services/{name}/{action}",
+            post(http::api::control::service_action),
+        )
+        .route(
+            "/api/v1/control/kill-switch",
+            get(http::api::control::kill_switch).post(http::api::control::press),
+        )
+        .route(
+            "/api/v1/control/kill-switch/release",
+            post(http::api::control::release),
+        )
         .route("/api/v1/openapi.json", get(http::api::openapi))
         .route("/api/v1/audit", get(http::api::audit::list))
         .route("/api/v1/audit/verify", get(http::api::audit::verify))

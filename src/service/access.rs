@@ -3,129 +3,33 @@
 //! to hold one is [`admit`], so a service method that takes `&Admin` cannot run
 //! for a caller that was not checked.
 //!
-//! Today every admin holds every permission (`[admin] roles`); permissions per
-//! role (`[admin.permissions]`) add a mapping in [`grants_of`] and nothing else.
+//! Members of `[admin] roles` hold every permission; `[admin.permissions]`
+//! grants other roles theirs ([`grants_of`]). The kill switch and power take a
+//! stronger capability, [`SteppedUp`], which [`admit_stepped_up`] makes only
+//! for an authentication with a second factor that is recent enough.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::DomainError;
 use crate::config::Config;
-use crate::decision::Identity;
+use crate::decision::{Identity, Policy};
 
-/// One thing an admin may do (the contract's permission names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Permission {
-    StatusRead,
-    SessionsRead,
-    SessionsTerminate,
-    AllowlistRead,
-    AllowlistWrite,
-    BansRead,
-    BansWrite,
-    AuditRead,
-    MonitoringRead,
-    ControlServices,
-    ControlKill,
-    PowerRead,
-    PowerControl,
-    ActionsRun,
-    EventsRead,
-}
+pub use crate::permission::{Grants, Permission};
 
-impl Permission {
-    pub const ALL: [Permission; 15] = [
-        Permission::StatusRead,
-        Permission::SessionsRead,
-        Permission::SessionsTerminate,
-        Permission::AllowlistRead,
-        Permission::AllowlistWrite,
-        Permission::BansRead,
-        Permission::BansWrite,
-        Permission::AuditRead,
-        Permission::MonitoringRead,
-        Permission::ControlServices,
-        Permission::ControlKill,
-        Permission::PowerRead,
-        Permission::PowerControl,
-        Permission::ActionsRun,
-        Permission::EventsRead,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Permission::StatusRead => "status:read",
-            Permission::SessionsRead => "sessions:read",
-            Permission::SessionsTerminate => "sessions:terminate",
-            Permission::AllowlistRead => "allowlist:read",
-            Permission::AllowlistWrite => "allowlist:write",
-            Permission::BansRead => "bans:read",
-            Permission::BansWrite => "bans:write",
-            Permission::AuditRead => "audit:read",
-            Permission::MonitoringRead => "monitoring:read",
-            Permission::ControlServices => "control:services",
-            Permission::ControlKill => "control:kill",
-            Permission::PowerRead => "power:read",
-            Permission::PowerControl => "power:control",
-            Permission::ActionsRun => "actions:run",
-            Permission::EventsRead => "events:read",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Permission> {
-        Permission::ALL.into_iter().find(|p| p.as_str() == s)
-    }
-
-    fn bit(self) -> u32 {
-        1 << (self as u8)
-    }
-}
-
-/// A set of permissions.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Grants(u32);
-
-impl Grants {
-    pub const NONE: Grants = Grants(0);
-
-    pub fn all() -> Grants {
-        Grants(Permission::ALL.iter().fold(0, |m, p| m | p.bit()))
-    }
-
-    pub fn has(self, p: Permission) -> bool {
-        self.0 & p.bit() != 0
-    }
-
-    pub fn is_all(self) -> bool {
-        self == Grants::all()
-    }
-
-    pub fn with(self, p: Permission) -> Grants {
-        Grants(self.0 | p.bit())
-    }
-
-    /// The permission names, in the contract's order.
-    pub fn names(self) -> Vec<&'static str> {
-        Permission::ALL
-            .into_iter()
-            .filter(|p| self.has(*p))
-            .map(Permission::as_str)
-            .collect()
-    }
-}
-
-/// What this identity may do: everything for a member of `[admin] roles`.
+/// What this identity may do: everything for a member of `[admin] roles`,
+/// and the union of `[admin.permissions]` over the identity's other roles.
 pub fn grants_of(config: &Config, id: &Identity) -> Grants {
-    if config
-        .admin
-        .roles
-        .iter()
-        .any(|r| id.groups.binary_search(r).is_ok())
-    {
+    let has = |r: &String| id.groups.binary_search(r).is_ok();
+    if config.admin.roles.iter().any(has) {
         return Grants::all();
     }
-    Grants::NONE
+    config
+        .admin
+        .permissions
+        .iter()
+        .filter(|(role, _)| has(role))
+        .fold(Grants::NONE, |g, (_, more)| g.union(*more))
 }
 
 /// Proof that a caller was authorised: who, from where, and what they may do.
@@ -185,20 +89,46 @@ impl Admin {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// An [`Admin`] whose authentication carries a second factor (`access.
+/// two_factor_acr` / `two_factor_amr`) and is no older than `control.
+/// fresh_auth` (`auth_time` of a session, `iat` of a token): what the kill
+/// switch and power take. Only [`admit_stepped_up`] makes one.
+#[derive(Debug, Clone)]
+pub struct SteppedUp {
+    admin: Admin,
+}
 
-    #[test]
-    fn permission_names_round_trip_and_grants_are_sets() {
-        for p in Permission::ALL {
-            assert_eq!(Permission::parse(p.as_str()), Some(p));
-        }
-        assert_eq!(Permission::parse("sessions:*"), None);
-        let g = Grants::NONE.with(Permission::AuditRead);
-        assert!(g.has(Permission::AuditRead) && !g.has(Permission::PowerControl));
-        assert_eq!(g.names(), vec!["audit:read"]);
-        assert_eq!(Grants::all().names().len(), 15);
-        assert!(Grants::all().is_all() && !g.is_all());
+impl SteppedUp {
+    pub fn admin(&self) -> &Admin {
+        &self.admin
+    }
+}
+
+/// Clock skew tolerated for an authentication time in the future.
+const AUTH_TIME_SKEW_SECS: i64 = 60;
+
+/// The only way to a [`SteppedUp`]: the permission, then the second factor,
+/// then the authentication's age at `now`.
+pub fn admit_stepped_up(
+    config: &Config,
+    policy: &Policy,
+    identity: Arc<Identity>,
+    client: IpAddr,
+    need: Permission,
+    now: i64,
+) -> Result<SteppedUp, DomainError> {
+    let admin = admit(config, identity, client, need)?;
+    let id = admin.identity();
+    if !policy.is_two_factor(id) {
+        return Err(DomainError::StepUpRequired(
+            "this needs an authentication with a second factor",
+        ));
+    }
+    let max_age = config.control.fresh_auth.as_secs() as i64;
+    match id.iat {
+        Some(t) if t <= now + AUTH_TIME_SKEW_SECS && now - t <= max_age => Ok(SteppedUp { admin }),
+        _ => Err(DomainError::StepUpRequired(
+            "the authentication is older than control.fresh_auth; authenticate again",
+        )),
     }
 }

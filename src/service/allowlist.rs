@@ -137,9 +137,11 @@ impl Allowlist {
     /// Rebuilds the allowlist from the static and runtime entries and swaps it
     /// into the policy.
     pub async fn reload(&self) -> Result<(), StoreError> {
-        let list = self.entries(&self.static_entries.load()).await?;
-        let next = self.policy.load().with_allowlist(list);
-        self.policy.store(Arc::new(next));
+        let list = Arc::new(self.entries(&self.static_entries.load()).await?);
+        // rcu: a concurrent change of another part of the policy (the kill
+        // switch's deny) is kept, never overwritten with a stale copy.
+        self.policy
+            .rcu(|p| Arc::new(p.with_allowlist_arc(list.clone())));
         Ok(())
     }
 
@@ -158,7 +160,9 @@ impl Allowlist {
     /// sees the new rules without the runtime entries.
     pub fn install(&self, (policy, static_entries): (Policy, Vec<IpNet>)) {
         self.static_entries.store(Arc::new(static_entries));
-        self.policy.store(Arc::new(policy));
+        // The kill switch's deny is runtime state, not configuration: kept.
+        self.policy
+            .rcu(|cur| Arc::new(policy.with_lockdown(cur.lockdown)));
     }
 
     pub async fn list(&self, who: &Admin) -> Result<Listing, DomainError> {

@@ -27,6 +27,9 @@ pub async fn round(s: &Services) {
     if let Err(e) = s.allowlist.reload().await {
         tracing::warn!(error = %e, "cannot refresh the allowlist; keeping the last snapshot");
     }
+    if let Err(e) = s.control.reload().await {
+        tracing::warn!(error = %e, "cannot read the kill switch state; keeping the last one");
+    }
     if let Err(e) = s.sessions.reload().await {
         tracing::warn!(error = %e, "cannot refresh sessions; keeping the last snapshot");
     }

@@ -22,6 +22,7 @@ pub mod access;
 pub mod allowlist;
 pub mod audit;
 pub mod bans;
+pub mod control;
 pub mod jobs;
 pub mod login;
 pub mod reload;
@@ -40,6 +41,7 @@ pub struct Services {
     pub status: status::Status,
     pub login: login::Login,
     pub reload: reload::Reload,
+    pub control: control::Control,
 }
 
 /// Why a domain operation did not happen. One `From<DomainError> for ApiError`
@@ -53,6 +55,14 @@ pub enum DomainError {
     Invalid(String),
     /// Bad lines of a batch (an import), each numbered; nothing was changed.
     InvalidLines(Vec<(usize, String)>),
+    /// A second factor, or a more recent authentication, is needed.
+    StepUpRequired(&'static str),
+    /// The request must carry this exact confirmation phrase.
+    ConfirmationRequired(&'static str),
+    /// An operation on this service or machine is running.
+    Busy(String),
+    /// The backend ran and failed; the outcome (each step) is attached.
+    ActionFailed(Box<serde_json::Value>),
     /// Details go to the log once; callers get a generic message.
     Internal(String),
 }
@@ -65,6 +75,10 @@ impl DomainError {
             DomainError::NotFound(_) => "not_found",
             DomainError::Invalid(_) => "bad_request",
             DomainError::InvalidLines(_) => "invalid_import",
+            DomainError::StepUpRequired(_) => "step_up_required",
+            DomainError::ConfirmationRequired(_) => "confirmation_required",
+            DomainError::Busy(_) => "busy",
+            DomainError::ActionFailed(_) => "action_failed",
             DomainError::Internal(_) => "internal",
         }
     }
@@ -77,6 +91,18 @@ impl std::fmt::Display for DomainError {
             DomainError::NotFound(what) => write!(f, "no such {what}"),
             DomainError::Invalid(m) | DomainError::Internal(m) => f.write_str(m),
             DomainError::InvalidLines(l) => write!(f, "{} line(s) are not valid", l.len()),
+            DomainError::StepUpRequired(m) => f.write_str(m),
+            DomainError::ConfirmationRequired(phrase) => {
+                write!(
+                    f,
+                    "this action needs {{\"confirm\":\"{phrase}\"}} in the body"
+                )
+            }
+            DomainError::Busy(what) => write!(
+                f,
+                "an operation on {what} is running; try again when it ends"
+            ),
+            DomainError::ActionFailed(_) => f.write_str("the action failed; see each step"),
         }
     }
 }

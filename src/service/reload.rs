@@ -128,6 +128,7 @@ fn changed_sections(old: &Config, new: &Config) -> Vec<&'static str> {
         ("admin", differs(&old.admin, &new.admin)),
         ("audit", differs(&old.audit, &new.audit)),
         ("regulation", differs(&old.regulation, &new.regulation)),
+        ("control", differs(&old.control, &new.control)),
     ]
     .into_iter()
     .filter_map(|(name, d)| d.then_some(name))

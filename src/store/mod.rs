@@ -6,6 +6,7 @@
 mod allowlist;
 mod audit;
 mod bans;
+mod control;
 mod revocations;
 mod sessions;
 mod usage;
@@ -13,6 +14,7 @@ mod usage;
 pub use allowlist::AllowRecord;
 pub use audit::AuditFilter;
 pub use bans::Ban;
+pub use control::ControlValue;
 pub use revocations::{Revocation, RevocationKind};
 pub use sessions::{SessionRecord, SessionUpdate};
 pub use usage::UsageRow;
@@ -84,6 +86,11 @@ const SQLITE_MIGRATIONS: Embedded = &[
         "usage",
         include_str!("../../migrations/sqlite/0006_usage.sql"),
     ),
+    (
+        7,
+        "control",
+        include_str!("../../migrations/sqlite/0007_control.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: Embedded = &[
     (
@@ -115,6 +122,11 @@ const POSTGRES_MIGRATIONS: Embedded = &[
         6,
         "usage",
         include_str!("../../migrations/postgres/0006_usage.sql"),
+    ),
+    (
+        7,
+        "control",
+        include_str!("../../migrations/postgres/0007_control.sql"),
     ),
 ];
 

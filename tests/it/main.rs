@@ -8,6 +8,7 @@ mod allowlist;
 mod architecture;
 mod audit;
 mod cli;
+mod control;
 mod hostile;
 mod idp_tokens;
 mod login;

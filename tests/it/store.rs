@@ -47,13 +47,13 @@ async fn scenario(url: &str, backend: Backend) {
     assert_eq!(store.backend(), backend);
     assert_eq!(
         store.migrate().await.unwrap(),
-        6,
+        7,
         "first run applies every migration"
     );
     assert_eq!(store.migrate().await.unwrap(), 0, "second run is a no-op");
     assert_eq!(
         store.applied_versions().await.unwrap(),
-        vec![1, 2, 3, 4, 5, 6]
+        vec![1, 2, 3, 4, 5, 6, 7]
     );
     store.ping().await.unwrap();
 
@@ -162,7 +162,7 @@ async fn postgres_store() {
         applied += t.await.unwrap();
     }
     assert_eq!(
-        applied, 6,
+        applied, 7,
         "each migration applied exactly once among 4 migrators"
     );
 }
@@ -191,7 +191,7 @@ fn migrate_command_applies_and_reports() {
     let (code, out, err) = run();
     assert_eq!(code, Some(0), "{err}");
     assert!(
-        out.contains("applied 6 migration(s), now at version 6"),
+        out.contains("applied 7 migration(s), now at version 7"),
         "{out}"
     );
     assert!(

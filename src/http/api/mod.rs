@@ -6,6 +6,7 @@
 pub mod allowlist;
 pub mod audit;
 pub mod bans;
+pub mod control;
 pub mod monitoring;
 pub mod sessions;
 
@@ -42,6 +43,8 @@ impl ErrorBody {
                 code: code.to_string(),
                 message,
                 lines: None,
+                login_url: None,
+                outcome: None,
             },
         }
     }
@@ -50,12 +53,20 @@ impl ErrorBody {
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// Stable, machine-readable: unauthenticated, invalid_token, forbidden,
-    /// banned, cross_site_request, not_found, bad_request, invalid_import, internal.
+    /// banned, cross_site_request, not_found, bad_request, invalid_import,
+    /// step_up_required, confirmation_required, busy, action_failed, internal.
     pub code: String,
     pub message: String,
     /// Import errors only: every bad line.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lines: Option<Vec<LineError>>,
+    /// `step_up_required` only: where to authenticate again (with a second factor).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub login_url: Option<String>,
+    /// `action_failed` only: what ran, step by step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub outcome: Option<serde_json::Value>,
 }
 
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
@@ -67,7 +78,7 @@ pub struct LineError {
 /// The OpenAPI document, generated from the handlers' annotations.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    info(title = "gatehouse companion API", description = "Sessions, bans, the IP allowlist, the audit log and usage monitoring. JSON in and out; errors are {\"error\":{\"code\",\"message\"}}."),
+    info(title = "gatehouse companion API", description = "Sessions, bans, the IP allowlist, the audit log, usage monitoring and control. JSON in and out; errors are {\"error\":{\"code\",\"message\"}}."),
     paths(
         me,
         sessions::list, sessions::terminate_one, sessions::terminate_all,
@@ -75,9 +86,11 @@ pub struct LineError {
         allowlist::list, allowlist::add, allowlist::remove, allowlist::import,
         audit::list, audit::verify,
         monitoring::usage,
+        control::services, control::service_action,
+        control::kill_switch, control::press, control::release,
         openapi,
     ),
-    components(schemas(ErrorBody, ErrorDetail, LineError, bans::NewBan, allowlist::NewEntry)),
+    components(schemas(ErrorBody, ErrorDetail, LineError, bans::NewBan, allowlist::NewEntry, control::Press)),
     modifiers(&Security),
 )]
 pub struct ApiDoc;
@@ -139,6 +152,17 @@ pub enum ApiError {
     BadRequest(String),
     /// A batch refused as a whole: every bad line, numbered.
     InvalidImport(Vec<(usize, String)>),
+    /// A second factor or a fresher authentication is needed (with where to get it).
+    StepUp {
+        message: &'static str,
+        login_url: Option<String>,
+    },
+    /// The body lacks the exact confirmation phrase.
+    ConfirmationRequired(&'static str),
+    /// An operation on the same service or machine is running.
+    Busy(String),
+    /// The backend ran and failed: the outcome, step by step.
+    ActionFailed(Box<serde_json::Value>),
     /// Details go to the log once; the client gets a generic message.
     Internal(String),
 }
@@ -155,6 +179,10 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::InvalidImport(_) => "invalid_import",
+            ApiError::StepUp { .. } => "step_up_required",
+            ApiError::ConfirmationRequired(_) => "confirmation_required",
+            ApiError::Busy(_) => "busy",
+            ApiError::ActionFailed(_) => "action_failed",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -163,6 +191,8 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut lines = None;
+        let mut login_url = None;
+        let mut outcome = None;
         let (status, code, message) = match self {
             ApiError::Unauthenticated => (
                 StatusCode::UNAUTHORIZED,
@@ -209,6 +239,31 @@ impl IntoResponse for ApiError {
                     format!("{n} line(s) are not valid; nothing was imported"),
                 )
             }
+            ApiError::StepUp {
+                message,
+                login_url: url,
+            } => {
+                login_url = url;
+                (StatusCode::FORBIDDEN, "step_up_required", message.to_string())
+            }
+            ApiError::ConfirmationRequired(phrase) => (
+                StatusCode::BAD_REQUEST,
+                "confirmation_required",
+                format!("this action needs {{\"confirm\":\"{phrase}\"}} in the body; nothing was done"),
+            ),
+            ApiError::Busy(what) => (
+                StatusCode::CONFLICT,
+                "busy",
+                format!("an operation on {what} is running; try again when it ends"),
+            ),
+            ApiError::ActionFailed(o) => {
+                outcome = Some(*o);
+                (
+                    StatusCode::BAD_GATEWAY,
+                    "action_failed",
+                    "the action ran and failed; see outcome".to_string(),
+                )
+            }
             ApiError::Internal(detail) => {
                 tracing::error!(error = %detail, "companion API failure");
                 (
@@ -218,7 +273,11 @@ impl IntoResponse for ApiError {
                 )
             }
         };
-        let mut resp = error_with_lines(status, code, message, lines);
+        let mut body = ErrorBody::new(code, message);
+        body.error.lines = lines;
+        body.error.login_url = login_url;
+        body.error.outcome = outcome;
+        let mut resp = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -243,6 +302,13 @@ impl From<DomainError> for ApiError {
             DomainError::NotFound(what) => ApiError::NotFound(what),
             DomainError::Invalid(m) => ApiError::BadRequest(m),
             DomainError::InvalidLines(l) => ApiError::InvalidImport(l),
+            DomainError::StepUpRequired(message) => ApiError::StepUp {
+                message,
+                login_url: None,
+            },
+            DomainError::ConfirmationRequired(p) => ApiError::ConfirmationRequired(p),
+            DomainError::Busy(w) => ApiError::Busy(w),
+            DomainError::ActionFailed(o) => ApiError::ActionFailed(o),
             DomainError::Internal(m) => ApiError::Internal(m),
         }
     }

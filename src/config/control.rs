@@ -1,0 +1,307 @@
+//! `[control]`: the kill switch and the services gatehouse may start and stop
+//! (the only ones: nothing else can be touched), and how recent an
+//! authentication must be for the kill switch and power.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::values::V;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub(super) struct RawControl {
+    fresh_auth: Option<String>,
+    kill_switch: RawKillSwitch,
+    services: Vec<RawService>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+struct RawKillSwitch {
+    services: Vec<String>,
+    after: Vec<Vec<String>>,
+    timeout: Option<String>,
+    engage_deny: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+struct RawService {
+    name: Option<String>,
+    backend: Option<String>,
+    start: Option<Vec<String>>,
+    stop: Option<Vec<String>>,
+    status: Option<Vec<String>>,
+    unit: Option<String>,
+    timeout: Option<String>,
+    env: BTreeMap<String, String>,
+    working_dir: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ControlConfig {
+    /// The kill switch and power need an authentication (with a second
+    /// factor) no older than this.
+    pub fresh_auth: Duration,
+    pub kill_switch: KillSwitchConfig,
+    pub services: Vec<ServiceConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct KillSwitchConfig {
+    /// Services (by name) stopped in parallel.
+    pub services: Vec<String>,
+    /// Commands run after the stops, in order.
+    pub after: Vec<Vec<String>>,
+    /// Each stop's and each command's time limit.
+    pub timeout: Duration,
+    /// Also deny every non-bypass rule until released.
+    pub engage_deny: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub name: String,
+    pub backend: ServiceBackend,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum ServiceBackend {
+    /// Argv lists run without a shell, in a cleared environment plus `env`.
+    Command {
+        start: Vec<String>,
+        stop: Vec<String>,
+        status: Option<Vec<String>>,
+        env: BTreeMap<String, String>,
+        working_dir: Option<PathBuf>,
+    },
+    /// A systemd unit, through `systemctl`.
+    Systemd { unit: String },
+}
+
+impl ServiceBackend {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ServiceBackend::Command { .. } => "command",
+            ServiceBackend::Systemd { .. } => "systemd",
+        }
+    }
+}
+
+/// A name an operator types in a URL: letters, digits, `-`, `_`, `.`.
+pub(super) fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Where a bare program name is looked up, once, when the configuration
+/// loads (commands run with a cleared environment: no `PATH` of their own).
+pub const PROGRAM_DIRS: &[&str] = &[
+    "/usr/local/sbin",
+    "/usr/local/bin",
+    "/usr/sbin",
+    "/usr/bin",
+    "/sbin",
+    "/bin",
+];
+
+fn executable(p: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// An argv list: not empty, no NUL bytes, and a program given by absolute
+/// path or as a bare name found in [`PROGRAM_DIRS`] (replaced by its absolute
+/// path here, so what runs is fixed when the configuration loads).
+pub(super) fn check_argv(v: &mut V, key: &str, argv: &mut [String]) -> bool {
+    let Some(program) = argv.first().cloned() else {
+        v.err(
+            key,
+            "is empty; write the program and its arguments, e.g. [\"/usr/bin/feedctl\", \"stop\"]",
+        );
+        return false;
+    };
+    if argv.iter().any(|a| a.contains('\0')) {
+        v.err(key, "contains a NUL byte");
+        return false;
+    }
+    if program.starts_with('/') {
+        return true;
+    }
+    if program.contains('/') || program.is_empty() {
+        v.err(
+            key,
+            format!("{program:?} is a relative path; commands run without a shell, so name the program by absolute path"),
+        );
+        return false;
+    }
+    match PROGRAM_DIRS
+        .iter()
+        .map(|d| std::path::Path::new(d).join(&program))
+        .find(|p| executable(p))
+    {
+        Some(found) => {
+            argv[0] = found.display().to_string();
+            true
+        }
+        None => {
+            v.err(
+                key,
+                format!(
+                    "{program:?} is not in {}; install it or write its absolute path",
+                    PROGRAM_DIRS.join(":")
+                ),
+            );
+            false
+        }
+    }
+}
+
+impl RawControl {
+    pub(super) fn validate(self, v: &mut V) -> ControlConfig {
+        let fresh_auth = v.duration("control.fresh_auth", self.fresh_auth.as_deref(), "10m");
+        let mut services = Vec::new();
+        let mut names = BTreeSet::new();
+        for (i, s) in self.services.into_iter().enumerate() {
+            let k = |f: &str| format!("control.services[{i}].{f}");
+            let name = match s.name {
+                Some(n) if valid_name(&n) => n,
+                Some(n) => {
+                    v.err(
+                        k("name"),
+                        format!("{n:?}: use letters, digits, '-', '_' or '.' (at most 64)"),
+                    );
+                    continue;
+                }
+                None => {
+                    v.err(
+                        k("name"),
+                        "missing; the name used in the API and the kill switch",
+                    );
+                    continue;
+                }
+            };
+            if !names.insert(name.clone()) {
+                v.err(k("name"), format!("{name:?} is configured twice"));
+            }
+            let timeout = v.duration(&k("timeout"), s.timeout.as_deref(), "30s");
+            let backend = match s.backend.as_deref().unwrap_or("command") {
+                "command" => {
+                    if s.unit.is_some() {
+                        v.err(k("unit"), "is for backend = \"systemd\"");
+                    }
+                    let mut argv = |f: &str, a: Option<Vec<String>>, required: bool| match a {
+                        Some(mut a) => check_argv(v, &k(f), &mut a).then_some(a),
+                        None if required => {
+                            v.err(
+                                k(f),
+                                "missing; the command backend needs start and stop argv lists",
+                            );
+                            None
+                        }
+                        None => None,
+                    };
+                    let start = argv("start", s.start, true);
+                    let stop = argv("stop", s.stop, true);
+                    let status = argv("status", s.status, false);
+                    for key in s.env.keys() {
+                        if key.is_empty() || key.contains('=') || key.contains('\0') {
+                            v.err(k(&format!("env.{key}")), "is not a valid variable name");
+                        }
+                    }
+                    let working_dir = s.working_dir.as_deref().map(|p| v.path(p));
+                    ServiceBackend::Command {
+                        start: start.unwrap_or_default(),
+                        stop: stop.unwrap_or_default(),
+                        status,
+                        env: s.env,
+                        working_dir,
+                    }
+                }
+                "systemd" => {
+                    for (f, set) in [
+                        ("start", s.start.is_some()),
+                        ("stop", s.stop.is_some()),
+                        ("status", s.status.is_some()),
+                        ("working_dir", s.working_dir.is_some()),
+                        ("env", !s.env.is_empty()),
+                    ] {
+                        if set {
+                            v.err(
+                                k(f),
+                                "is for backend = \"command\"; a systemd unit has its own",
+                            );
+                        }
+                    }
+                    match s.unit {
+                        Some(u)
+                            if !u.is_empty()
+                                && !u.starts_with('-')
+                                && u.bytes().all(|b| {
+                                    b.is_ascii_alphanumeric() || b":-_.@\\".contains(&b)
+                                }) =>
+                        {
+                            ServiceBackend::Systemd { unit: u }
+                        }
+                        Some(u) => {
+                            v.err(
+                                k("unit"),
+                                format!("{u:?} is not a unit name, e.g. \"feed.service\""),
+                            );
+                            continue;
+                        }
+                        None => {
+                            v.err(
+                                k("unit"),
+                                "missing; the unit to control, e.g. \"feed.service\"",
+                            );
+                            continue;
+                        }
+                    }
+                }
+                other => {
+                    v.err(
+                        k("backend"),
+                        format!(
+                            "{other:?} is not a service backend; use \"command\" or \"systemd\""
+                        ),
+                    );
+                    continue;
+                }
+            };
+            services.push(ServiceConfig {
+                name,
+                backend,
+                timeout,
+            });
+        }
+        let mut ks = self.kill_switch;
+        for (i, n) in ks.services.iter().enumerate() {
+            if !names.contains(n) {
+                v.err(
+                    format!("control.kill_switch.services[{i}]"),
+                    format!("{n:?} is not a [[control.services]] name"),
+                );
+            }
+        }
+        for (i, a) in ks.after.iter_mut().enumerate() {
+            check_argv(v, &format!("control.kill_switch.after[{i}]"), a);
+        }
+        ControlConfig {
+            fresh_auth,
+            kill_switch: KillSwitchConfig {
+                services: ks.services,
+                after: ks.after,
+                timeout: v.duration("control.kill_switch.timeout", ks.timeout.as_deref(), "30s"),
+                engage_deny: ks.engage_deny.unwrap_or(false),
+            },
+            services,
+        }
+    }
+}

@@ -1,0 +1,598 @@
+//! Control against real processes: services started and stopped through a
+//! small daemon script (pid file, `kill -0` status), the kill switch with its
+//! confirmation, second factor and freshness, `engage_deny` on the decision
+//! endpoints (across a restart), joins, timeouts, one action per service, and
+//! the audit trail of every request, refused ones too.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::common;
+use common::*;
+use gatehouse::identity::MintRequest;
+use serde_json::{json, Value};
+
+/// A daemon controlled by pid file: `start` (leaves `sleep` running), `stop`,
+/// `status` (0 running, 3 stopped), and `hang` (a stop that never ends).
+const SERVICE_SH: &str = r#"#!/bin/sh
+pidfile="$STATE/$NAME.pid"
+case "$1" in
+  start)
+    if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then echo "already running"; exit 0; fi
+    sleep 1000 >/dev/null 2>&1 &
+    echo $! > "$pidfile"; echo "started $NAME"; exit 0 ;;
+  stop)
+    if [ -f "$pidfile" ]; then kill "$(cat "$pidfile")" 2>/dev/null; rm -f "$pidfile"; fi
+    echo "stopped $NAME"; exit 0 ;;
+  status)
+    if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then exit 0; fi
+    exit 3 ;;
+  hang)
+    sleep 1000 ;;
+esac
+exit 2
+"#;
+
+fn overrides(dir: &Path, engage_deny: bool) -> String {
+    let d = dir.display();
+    let svc = |name: &str, stop: &str| {
+        format!(
+            r#"
+[[control.services]]
+name = "{name}"
+start = ["/bin/sh", "{d}/svc.sh", "start"]
+stop = ["/bin/sh", "{d}/svc.sh", "{stop}"]
+status = ["/bin/sh", "{d}/svc.sh", "status"]
+env = {{ STATE = "{d}", NAME = "{name}" }}
+timeout = "2s"
+"#
+        )
+    };
+    format!(
+        r#"
+[admin]
+roles = ["admin"]
+[admin.permissions]
+viewer = ["status:read", "sessions:read"]
+ops = ["control:services", "control:kill"]
+[access]
+default_policy = "one_factor"
+two_factor_acr = ["gold"]
+[[access.rules]]
+domains = ["app.example.com"]
+paths = ["^/public/"]
+policy = "bypass"
+[control]
+fresh_auth = "10m"
+[control.kill_switch]
+services = ["feed", "engine", "stuck"]
+after = [["/bin/sh", "-c", "echo flushed > {d}/flushed"]]
+timeout = "1s"
+engage_deny = {engage_deny}
+{feed}{engine}{stuck}"#,
+        feed = svc("feed", "stop"),
+        engine = svc("engine", "stop"),
+        stuck = svc("stuck", "hang"),
+    )
+}
+
+struct T {
+    gh: Server,
+    state: StateDir,
+}
+
+/// The services' state directory; the daemons left running are killed with it.
+struct StateDir(tempfile::TempDir);
+
+impl StateDir {
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for StateDir {
+    fn drop(&mut self) {
+        for name in ["feed", "engine", "stuck"] {
+            if let Ok(pid) = std::fs::read_to_string(self.path().join(format!("{name}.pid"))) {
+                let _ = std::process::Command::new("/bin/kill")
+                    .arg(pid.trim())
+                    .status();
+            }
+        }
+    }
+}
+
+impl T {
+    async fn start(engage_deny: bool) -> T {
+        let state = StateDir(tempfile::tempdir().unwrap());
+        std::fs::write(state.path().join("svc.sh"), SERVICE_SH).unwrap();
+        let gh = Server::start(&config_with(&overrides(state.path(), engage_deny))).await;
+        T { gh, state }
+    }
+
+    /// A local token: roles, second factor (acr gold), authenticated `age` seconds ago.
+    fn token(&self, sub: &str, roles: &[&str], two_factor: bool, age: i64) -> String {
+        let req = MintRequest {
+            sub: sub.into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            ttl_secs: 7200,
+            acr: two_factor.then(|| "gold".to_string()),
+            ..Default::default()
+        };
+        self.gh
+            .state
+            .local
+            .as_ref()
+            .unwrap()
+            .mint(&req, self.gh.state.clock.now() - age)
+            .unwrap()
+    }
+
+    fn admin(&self) -> String {
+        self.token("root", &["admin"], true, 0)
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = client().request(m, self.gh.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let s = r.status().as_u16();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+
+    fn running(&self, name: &str) -> bool {
+        let Ok(pid) = std::fs::read_to_string(self.state.path().join(format!("{name}.pid"))) else {
+            return false;
+        };
+        Path::new(&format!("/proc/{}", pid.trim())).exists()
+    }
+
+    async fn audit(&self, action: &str) -> Vec<(String, String)> {
+        let page = self
+            .gh
+            .store()
+            .await
+            .audit_page(&gatehouse::store::AuditFilter {
+                action: Some(action.into()),
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        page.into_iter()
+            .rev()
+            .map(|e| (e.actor, e.result))
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_start_stop_and_restart_for_real() {
+    let t = T::start(false).await;
+    let ops = t.token("olga", &["ops"], false, 0);
+    let (s, v) = t
+        .call("GET", "/api/v1/control/services", Some(&ops), None)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let states: Vec<(&str, &str)> = v["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            ("engine", "stopped"),
+            ("feed", "stopped"),
+            ("stuck", "stopped")
+        ]
+    );
+
+    let (s, v) = t
+        .call(
+            "POST",
+            "/api/v1/control/services/feed/start",
+            Some(&ops),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["outcome"]["result"], "ok");
+    assert_eq!(v["outcome"]["state"], "running");
+    assert!(v["outcome"]["steps"][0]["output"]
+        .as_str()
+        .unwrap()
+        .contains("started feed"));
+    assert!(t.running("feed"), "a real process");
+    let before = std::fs::read_to_string(t.state.path().join("feed.pid")).unwrap();
+
+    let (s, v) = t
+        .call(
+            "POST",
+            "/api/v1/control/services/feed/restart",
+            Some(&ops),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["outcome"]["steps"].as_array().unwrap().len(), 2);
+    let after = std::fs::read_to_string(t.state.path().join("feed.pid")).unwrap();
+    assert_ne!(before, after, "a new process");
+    assert!(t.running("feed"));
+
+    let (_, v) = t
+        .call("GET", "/api/v1/control/services", Some(&ops), None)
+        .await;
+    let feed = v["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "feed")
+        .unwrap()
+        .clone();
+    assert_eq!(feed["state"], "running");
+    assert_eq!(feed["last_action"]["action"], "restart");
+    assert_eq!(feed["last_action"]["by"], "olga");
+    assert!(feed["since"].as_i64().is_some());
+
+    let (s, _) = t
+        .call(
+            "POST",
+            "/api/v1/control/services/feed/stop",
+            Some(&ops),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert!(!t.running("feed"));
+
+    // Only configured services and actions.
+    let (s, v) = t
+        .call(
+            "POST",
+            "/api/v1/control/services/sshd/stop",
+            Some(&ops),
+            None,
+        )
+        .await;
+    assert_eq!((s, v["error"]["code"].as_str()), (404, Some("not_found")));
+    let (s, _) = t
+        .call(
+            "POST",
+            "/api/v1/control/services/feed/kill",
+            Some(&ops),
+            None,
+        )
+        .await;
+    assert_eq!(s, 404);
+
+    // A step that fails: 502 with the outcome; one that hangs: timed out.
+    let (s, v) = t
+        .call(
+            "POST",
+            "/api/v1/control/services/stuck/stop",
+            Some(&ops),
+            None,
+        )
+        .await;
+    assert_eq!(s, 502, "{v}");
+    assert_eq!(v["error"]["code"], "action_failed");
+    assert_eq!(v["error"]["outcome"]["steps"][0]["result"], "timeout");
+
+    // Every action audited: intent, then outcome.
+    assert_eq!(
+        t.audit("control.service.start").await,
+        vec![
+            ("olga".into(), "requested".into()),
+            ("olga".into(), "ok".into())
+        ]
+    );
+    assert_eq!(
+        t.audit("control.service.stop")
+            .await
+            .iter()
+            .map(|(_, r)| r.as_str())
+            .collect::<Vec<_>>(),
+        vec!["requested", "ok", "requested", "failed"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_action_per_service_at_a_time() {
+    let t = T::start(false).await;
+    let ops = t.token("olga", &["ops"], false, 0);
+    let (a, b) = tokio::join!(
+        t.call(
+            "POST",
+            "/api/v1/control/services/stuck/stop",
+            Some(&ops),
+            None
+        ),
+        async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            t.call(
+                "POST",
+                "/api/v1/control/services/stuck/stop",
+                Some(&ops),
+                None,
+            )
+            .await
+        }
+    );
+    assert_eq!(a.0, 502, "the first ran (and timed out)");
+    assert_eq!((b.0, b.1["error"]["code"].as_str()), (409, Some("busy")));
+    assert!(t
+        .audit("control.service.stop")
+        .await
+        .contains(&("olga".into(), "refused".into())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn who_may_do_what() {
+    let t = T::start(false).await;
+    let none = None;
+    let viewer = t.token("vera", &["viewer"], true, 0);
+    let ops = t.token("olga", &["ops"], false, 0);
+    let ops_2fa = t.token("otto", &["ops"], true, 0);
+    let admin_1fa = t.token("ann", &["admin"], false, 0);
+    let admin_stale = t.token("sam", &["admin"], true, 3600);
+    let admin = t.admin();
+    let wrong = Some(json!({"confirm": "yes"}));
+    // (method, path, body, expected for: none, viewer, ops, ops+2fa, admin 1fa, admin stale, admin fresh 2fa)
+    let table: Vec<(&str, &str, Option<Value>, [u16; 7])> = vec![
+        (
+            "GET",
+            "/api/v1/control/services",
+            None,
+            [401, 403, 200, 200, 200, 200, 200],
+        ),
+        (
+            "GET",
+            "/api/v1/control/kill-switch",
+            None,
+            [401, 403, 200, 200, 200, 200, 200],
+        ),
+        (
+            "POST",
+            "/api/v1/control/kill-switch",
+            wrong.clone(),
+            [401, 403, 403, 400, 403, 403, 400],
+        ),
+        (
+            "POST",
+            "/api/v1/control/kill-switch/release",
+            None,
+            [401, 403, 403, 200, 403, 403, 200],
+        ),
+        (
+            "GET",
+            "/api/v1/sessions",
+            None,
+            [401, 200, 403, 403, 200, 200, 200],
+        ),
+    ];
+    for (method, path, body, want) in &table {
+        for (i, tok) in [
+            none,
+            Some(&viewer),
+            Some(&ops),
+            Some(&ops_2fa),
+            Some(&admin_1fa),
+            Some(&admin_stale),
+            Some(&admin),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let (s, v) = t
+                .call(method, path, tok.map(|s| s.as_str()), body.clone())
+                .await;
+            assert_eq!(s, want[i], "{method} {path} as caller {i}: {v}");
+            if s == 403 && (i == 4 || i == 5) && path.contains("kill-switch") && *method == "POST" {
+                assert_eq!(v["error"]["code"], "step_up_required", "{v}");
+                assert!(v["error"]["login_url"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("/login?step_up=1"));
+            }
+        }
+    }
+    // /me lists the caller's permissions from [admin.permissions].
+    let (_, me) = t.call("GET", "/api/v1/me", Some(&ops), None).await;
+    assert_eq!(
+        me["permissions"],
+        json!(["control:services", "control:kill"])
+    );
+    assert_eq!(me["admin"], false);
+    // Refusals of known callers are audited, with why.
+    let refused: Vec<(String, String)> = t.audit("control.kill_switch").await;
+    for who in ["vera", "olga", "otto", "ann", "sam", "root"] {
+        assert!(
+            refused.contains(&(who.into(), "refused".into())),
+            "{who}: {refused:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kill_switch_stops_everything_and_denies_until_released() {
+    let t = T::start(true).await;
+    let admin = t.admin();
+    let user = t.gh.mint("alice", &[]);
+    let ops = t.token("olga", &["ops"], false, 0);
+    for name in ["feed", "engine"] {
+        let (s, _) = t
+            .call(
+                "POST",
+                &format!("/api/v1/control/services/{name}/start"),
+                Some(&ops),
+                None,
+            )
+            .await;
+        assert_eq!(s, 200);
+        assert!(t.running(name));
+    }
+    assert_eq!(
+        t.gh.forward_status("app.example.com", "/dash", &user).await,
+        200
+    );
+
+    // No phrase: refused and audited, nothing stopped.
+    let (s, v) = t
+        .call(
+            "POST",
+            "/api/v1/control/kill-switch",
+            Some(&admin),
+            Some(json!({"reason": "x"})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("confirmation_required"))
+    );
+    assert!(t.running("feed") && t.running("engine"));
+
+    // Two presses at once: one run, both answered with it.
+    let body = json!({"confirm": "CONFIRM_EMERGENCY_STOP", "reason": "runaway orders"});
+    let (a, b) = tokio::join!(
+        t.call(
+            "POST",
+            "/api/v1/control/kill-switch",
+            Some(&admin),
+            Some(body.clone())
+        ),
+        async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            t.call(
+                "POST",
+                "/api/v1/control/kill-switch",
+                Some(&admin),
+                Some(body.clone()),
+            )
+            .await
+        }
+    );
+    assert_eq!(a.0, 200, "{}", a.1);
+    assert_eq!(b.0, 200, "{}", b.1);
+    assert_eq!(
+        a.1["run"]["id"], b.1["run"]["id"],
+        "the second press joined the first"
+    );
+    let run = &a.1["run"];
+    assert!(
+        !t.running("feed") && !t.running("engine"),
+        "stopped for real"
+    );
+    let by: Vec<(&str, &str)> = run["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["service"].as_str().unwrap(),
+                s["result"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        by,
+        vec![("feed", "ok"), ("engine", "ok"), ("stuck", "timeout")]
+    );
+    assert_eq!(run["result"], "failed", "one stop timed out");
+    assert_eq!(run["after"][0]["result"], "ok");
+    assert!(
+        t.state.path().join("flushed").exists(),
+        "the after command ran"
+    );
+    assert_eq!(run["reason"], "runaway orders");
+
+    // engage_deny: every non-bypass rule denies at once; bypass still passes.
+    let r =
+        t.gh.forward(
+            "app.example.com",
+            "/dash",
+            &[("Authorization", &format!("Bearer {user}"))],
+        )
+        .await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        t.gh.forward_status("app.example.com", "/public/x", &user)
+            .await,
+        200
+    );
+    let (_, ks) = t
+        .call("GET", "/api/v1/control/kill-switch", Some(&admin), None)
+        .await;
+    assert_eq!(ks["engaged"], true);
+    assert_eq!(ks["engaged_by"], "root");
+    assert_eq!(ks["last_run"]["id"], run["id"]);
+
+    // It holds across a restart (fail closed).
+    let dir = t.gh.stop().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gh = Server::start_bound(
+        listener,
+        &config_with(&overrides(t.state.path(), true)),
+        None,
+        dir,
+    )
+    .await;
+    let t = T { gh, state: t.state };
+    let user = t.gh.mint("alice", &[]);
+    assert_eq!(
+        t.gh.forward_status("app.example.com", "/dash", &user).await,
+        403,
+        "still engaged"
+    );
+    let admin = t.admin();
+    let (s, v) = t
+        .call(
+            "POST",
+            "/api/v1/control/kill-switch/release",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!((s, &v["was_engaged"]), (200, &json!(true)), "{v}");
+    assert_eq!(
+        t.gh.forward_status("app.example.com", "/dash", &user).await,
+        200,
+        "released"
+    );
+
+    let results: Vec<String> = t
+        .audit("control.kill_switch")
+        .await
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect();
+    assert_eq!(
+        results,
+        vec!["refused", "requested", "joined", "failed"],
+        "intent, join, outcome"
+    );
+    assert_eq!(
+        t.audit("control.kill_switch.release").await,
+        vec![
+            ("root".into(), "requested".into()),
+            ("root".into(), "ok".into())
+        ]
+    );
+    let (s, v) = t
+        .call("GET", "/api/v1/audit/verify", Some(&admin), None)
+        .await;
+    assert_eq!((s, &v["ok"]), (200, &json!(true)), "{v}");
+}
