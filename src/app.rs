@@ -173,6 +173,13 @@ pub async fn build_state(config: Config, clock: Option<SharedClock>) -> anyhow::
         trusted_proxies.clone(),
         secs(config.regulation.ban_time),
     );
+    let control = service::control::Control::new(
+        config.control.clone(),
+        store.clone(),
+        clock.clone(),
+        audit.clone(),
+        policy.clone(),
+    );
     let services = Services {
         login: service::login::Login::new(service::login::LoginParts {
             setup: login,
@@ -195,14 +202,16 @@ pub async fn build_state(config: Config, clock: Option<SharedClock>) -> anyhow::
             sessions.clone(),
         ),
         audit: service::audit::Audit::new(audit.clone(), store.clone()),
-        control: service::control::Control::new(
-            config.control.clone(),
-            store.clone(),
-            clock.clone(),
-            audit.clone(),
-            policy.clone(),
-        ),
-        status: service::status::Status::new(store),
+        status: service::status::Status::new(service::status::StatusParts {
+            store: store.clone(),
+            clock: clock.clone(),
+            validator: validator.clone(),
+            audit: audit.clone(),
+            control: control.clone(),
+            table: table.clone(),
+            inactivity: secs(config.session.inactivity),
+        }),
+        control,
         reload: service::reload::Reload::new(config.clone(), audit, allowlist.clone()),
         sessions,
         allowlist,

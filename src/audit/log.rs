@@ -38,6 +38,8 @@ pub struct AuditLog {
     append_gate: tokio::sync::Mutex<()>,
     jsonl: Mutex<()>,
     checkpoints: Mutex<CheckpointState>,
+    /// The last verification's time and report (for the status overview).
+    last_verification: Mutex<Option<(i64, Report)>>,
     http: reqwest::Client,
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
@@ -66,6 +68,7 @@ impl AuditLog {
                 last_seq: last,
                 last_at: clock.now(),
             }),
+            last_verification: Mutex::new(None),
             clock,
             http: crate::crypto::http_client()
                 .timeout(Duration::from_secs(5))
@@ -209,7 +212,28 @@ impl AuditLog {
             },
             None => vec![],
         };
-        Ok(chain::verify(entries, &cps, self.key.as_deref()))
+        let report = chain::verify(entries, &cps, self.key.as_deref());
+        *self
+            .last_verification
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some((self.clock.now(), report.clone()));
+        Ok(report)
+    }
+
+    /// When the chain was last verified by this process, and the report.
+    pub fn last_verification(&self) -> Option<(i64, Report)> {
+        self.last_verification
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The sequence number of the last checkpoint this process knows of.
+    pub fn last_checkpoint_seq(&self) -> i64 {
+        self.checkpoints
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .last_seq
     }
 }
 

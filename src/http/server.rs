@@ -72,6 +72,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/control/kill-switch/release",
             post(http::api::control::release),
         )
+        .route("/api/v1/status", get(http::api::control::status))
         .route("/api/v1/openapi.json", get(http::api::openapi))
         .route("/api/v1/audit", get(http::api::audit::list))
         .route("/api/v1/audit/verify", get(http::api::audit::verify))

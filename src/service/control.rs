@@ -644,6 +644,34 @@ impl Control {
         }
     }
 
+    /// Each service's name, backend and live state (for the status
+    /// overview; the last action is the services list's to show).
+    pub async fn overview(&self) -> Vec<Value> {
+        let mut set = tokio::task::JoinSet::new();
+        for (i, slot) in self.slots.values().enumerate() {
+            let (this, slot) = (self.clone(), slot.clone());
+            set.spawn(async move {
+                let (state, _) = this.probe(&slot).await;
+                (i, json!({"name": slot.cfg.name, "backend": slot.cfg.backend.as_str(), "state": state}))
+            });
+        }
+        let mut out: Vec<(usize, Value)> = Vec::new();
+        while let Some(Ok(v)) = set.join_next().await {
+            out.push(v);
+        }
+        out.sort_by_key(|(i, _)| *i);
+        out.into_iter().map(|(_, v)| v).collect()
+    }
+
+    /// Whether a kill switch run is in progress here.
+    pub fn running(&self) -> bool {
+        self.kill
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
     /// Whether the deny is engaged here.
     pub fn engaged(&self) -> bool {
         self.engaged.load(Ordering::Relaxed)

@@ -596,3 +596,217 @@ async fn the_kill_switch_stops_everything_and_denies_until_released() {
         .await;
     assert_eq!((s, &v["ok"]), (200, &json!(true)), "{v}");
 }
+
+/// The README's "Control and power" walkthrough, on the shipped
+/// examples/control.toml and examples/demo-service.sh (copied to a temp dir,
+/// where their relative paths resolve).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_example_runs_as_the_readme_says() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["control.toml", "demo-service.sh"] {
+        std::fs::copy(examples.join(f), dir.path().join(f)).unwrap();
+    }
+    let toml = std::fs::read_to_string(dir.path().join("control.toml")).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let state_dir = dir.path().to_path_buf();
+    let gh = Server::start_bound(listener, &toml, None, dir).await;
+    let t = T {
+        gh,
+        state: StateDir(tempfile::tempdir().unwrap()),
+    };
+    let mint = |sub: &str, roles: &[&str], amr: &[&str]| {
+        let req = MintRequest {
+            sub: sub.into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            amr: amr.iter().map(|r| r.to_string()).collect(),
+            ttl_secs: 3600,
+            ..Default::default()
+        };
+        t.gh.state
+            .local
+            .as_ref()
+            .unwrap()
+            .mint(&req, t.gh.state.clock.now())
+            .unwrap()
+    };
+    let ops = mint("olga", &["ops"], &[]);
+    let admin = mint("alice", &["admin"], &["pwd", "otp"]);
+    let running = |name: &str| {
+        std::fs::read_to_string(state_dir.join(format!("{name}.pid")))
+            .is_ok_and(|pid| Path::new(&format!("/proc/{}", pid.trim())).exists())
+    };
+    let stop_all = || {
+        for name in ["feed", "engine"] {
+            if let Ok(pid) = std::fs::read_to_string(state_dir.join(format!("{name}.pid"))) {
+                let _ = std::process::Command::new("/bin/kill")
+                    .arg(pid.trim())
+                    .status();
+            }
+        }
+    };
+
+    for name in ["feed", "engine"] {
+        let (s, v) = t
+            .call(
+                "POST",
+                &format!("/api/v1/control/services/{name}/start"),
+                Some(&ops),
+                None,
+            )
+            .await;
+        assert_eq!((s, &v["outcome"]["state"]), (200, &json!("running")), "{v}");
+        assert!(running(name));
+    }
+    let (_, v) = t
+        .call("GET", "/api/v1/control/services", Some(&ops), None)
+        .await;
+    assert!(v["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["state"] == "running" && s["last_action"]["by"] == "olga"));
+    let press = |confirm: &str| json!({"confirm": confirm, "reason": "runaway orders"});
+    let (s, v) = t
+        .call(
+            "POST",
+            "/api/v1/control/kill-switch",
+            Some(&ops),
+            Some(press("CONFIRM_EMERGENCY_STOP")),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (403, Some("step_up_required"))
+    );
+    let (s, v) = t
+        .call(
+            "POST",
+            "/api/v1/control/kill-switch",
+            Some(&admin),
+            Some(press("yes")),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("confirmation_required"))
+    );
+    let (s, v) = t
+        .call(
+            "POST",
+            "/api/v1/control/kill-switch",
+            Some(&admin),
+            Some(press("CONFIRM_EMERGENCY_STOP")),
+        )
+        .await;
+    if s != 200 {
+        stop_all();
+    }
+    assert_eq!((s, &v["run"]["result"]), (200, &json!("ok")), "{v}");
+    assert!(v["run"]["after"][0]["output"]
+        .as_str()
+        .unwrap()
+        .contains("order queue flushed"));
+    assert!(!running("feed") && !running("engine"));
+    assert_eq!(
+        t.gh.forward_status("app.example.test", "/", &ops).await,
+        403
+    );
+    assert_eq!(
+        t.gh.forward_status("status.example.test", "/", &ops).await,
+        200,
+        "bypass"
+    );
+    let (s, _) = t
+        .call(
+            "POST",
+            "/api/v1/control/kill-switch/release",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        t.gh.forward_status("app.example.test", "/", &ops).await,
+        200
+    );
+    let (s, v) = t
+        .call(
+            "GET",
+            "/api/v1/audit?action=control.kill_switch",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    let results: Vec<&str> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|e| e["result"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        results,
+        vec!["refused", "refused", "requested", "ok"],
+        "{v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_overview() {
+    let t = T::start(false).await;
+    let viewer = t.token("vera", &["viewer"], false, 0);
+    let ops = t.token("olga", &["ops"], false, 0);
+    let (s, v) = t.call("GET", "/api/v1/status", Some(&ops), None).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "ops lacks status:read"
+    );
+    let (s, _) = t
+        .call("GET", "/api/v1/control/services/", Some(&ops), None)
+        .await;
+    assert_eq!(s, 404);
+    let (s, v) = t
+        .call(
+            "POST",
+            "/api/v1/control/services/feed/start",
+            Some(&ops),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = t
+        .call("GET", "/api/v1/audit/verify", Some(&t.admin()), None)
+        .await;
+    assert_eq!((s, &v["ok"]), (200, &json!(true)));
+
+    let (s, v) = t.call("GET", "/api/v1/status", Some(&viewer), None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    assert!(v["uptime_secs"].as_i64().unwrap() >= 0);
+    assert_eq!(v["store"], json!({"backend": "sqlite", "reachable": true}));
+    assert_eq!(v["issuers"][0]["keys_loaded"], true);
+    assert_eq!(
+        v["kill_switch"],
+        json!({"engaged": false, "running": false})
+    );
+    let states: Vec<(&str, &str)> = v["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            ("engine", "stopped"),
+            ("feed", "running"),
+            ("stuck", "stopped")
+        ]
+    );
+    assert!(v["audit"]["entries"].as_i64().unwrap() >= 2, "{v}");
+    assert_eq!(v["audit"]["last_verification"]["ok"], true);
+    assert_eq!(v["sessions"]["active"], 0);
+}

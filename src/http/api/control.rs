@@ -185,3 +185,14 @@ pub async fn release(State(st): State<AppState>, ask: Ask) -> Result<Json<Value>
     let was = st.services.control.release(&who).await?;
     Ok(Json(json!({ "released": true, "was_engaged": was })))
 }
+
+/// `GET /api/v1/status` — one call for an overview: version and uptime, the
+/// store, each issuer's keys, the audit chain (entries, since the last
+/// checkpoint, the last verification), active sessions, each service's
+/// state, and the kill switch.
+/// **Permissions**: `status:read`.
+#[utoipa::path(get, path = "/api/v1/status", tag = "control", responses((status = 200, description = "the overview"), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "lacks status:read, banned, or a cross-site request", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
+pub async fn status(State(st): State<AppState>, ask: Ask) -> Result<Json<Value>, ApiError> {
+    let who = super::admin(&st, &ask, Permission::StatusRead).await?;
+    Ok(Json(json!(st.services.status.overview(&who).await?)))
+}

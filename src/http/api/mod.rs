@@ -87,7 +87,7 @@ pub struct LineError {
         audit::list, audit::verify,
         monitoring::usage,
         control::services, control::service_action,
-        control::kill_switch, control::press, control::release,
+        control::kill_switch, control::press, control::release, control::status,
         openapi,
     ),
     components(schemas(ErrorBody, ErrorDetail, LineError, bans::NewBan, allowlist::NewEntry, control::Press)),
