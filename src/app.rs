@@ -180,6 +180,12 @@ pub async fn build_state(config: Config, clock: Option<SharedClock>) -> anyhow::
         audit.clone(),
         policy.clone(),
     );
+    let power = service::power::Power::new(
+        &config.control.power,
+        clock.clone(),
+        audit.clone(),
+        control.clone(),
+    );
     let services = Services {
         login: service::login::Login::new(service::login::LoginParts {
             setup: login,
@@ -202,12 +208,14 @@ pub async fn build_state(config: Config, clock: Option<SharedClock>) -> anyhow::
             sessions.clone(),
         ),
         audit: service::audit::Audit::new(audit.clone(), store.clone()),
+        power: power.clone(),
         status: service::status::Status::new(service::status::StatusParts {
             store: store.clone(),
             clock: clock.clone(),
             validator: validator.clone(),
             audit: audit.clone(),
             control: control.clone(),
+            power: power.clone(),
             table: table.clone(),
             inactivity: secs(config.session.inactivity),
         }),

@@ -22,7 +22,9 @@ mod values;
 pub use access::{AccessConfig, PolicyLevel, RuleConfig};
 pub use admin::AdminConfig;
 pub use audit::AuditConfig;
-pub use control::{ControlConfig, KillSwitchConfig, ServiceBackend, ServiceConfig};
+pub use control::{
+    ControlConfig, KillSwitchConfig, PowerBackend, PowerConfig, ServiceBackend, ServiceConfig,
+};
 pub use issuers::{IssuerConfig, LocalIssuerConfig};
 pub use regulation::RegulationConfig;
 pub use server::{LogFormat, ServerConfig};
@@ -364,6 +366,12 @@ mod tests {
         assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1800));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172800));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(
+            parse_duration("1m30s500ms").unwrap(),
+            Duration::from_millis(90_500)
+        );
+        assert!(parse_duration("5mss").is_err());
         for bad in ["", "30", "m", "3x", "1h30", "-5m", "99999999999999999999d"] {
             assert!(parse_duration(bad).is_err(), "{bad} should fail");
         }
@@ -468,6 +476,51 @@ backend = "launchd"
             e.to_string().contains("control:services"),
             "lists the names: {e}"
         );
+    }
+
+    #[test]
+    fn power_errors_name_their_keys() {
+        let e = load(
+            r#"
+[[control.power]]
+name = "a"
+backend = "redfish"
+url = "http://bmc.lan"
+username = "admin"
+[[control.power]]
+name = "b"
+backend = "nanokvm"
+url = "https://kvm.lan"
+[[control.power]]
+name = "c"
+backend = "redfish"
+url = "https://bmc.lan"
+system = "/somewhere"
+services = ["ghost"]
+ca_file = "/nonexistent/ca.pem"
+graceful_timeout = "later"
+[[control.power]]
+name = "d"
+backend = "ipmi"
+url = "https://x"
+"#,
+            &[],
+        )
+        .unwrap_err();
+        let k = keys(&e);
+        for want in [
+            "control.power[0].url",
+            "control.power[0].password_file",
+            "control.power[1].backend",
+            "control.power[2].system",
+            "control.power[2].services[0]",
+            "control.power[2].ca_file",
+            "control.power[2].graceful_timeout",
+            "control.power[3].backend",
+        ] {
+            assert!(k.contains(&want), "missing {want} in {k:?}");
+        }
+        assert!(e.to_string().contains("password in the clear"), "{e}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::values::V;
+use super::values::{Secret, V};
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(default)]
@@ -16,6 +16,25 @@ pub(super) struct RawControl {
     fresh_auth: Option<String>,
     kill_switch: RawKillSwitch,
     services: Vec<RawService>,
+    power: Vec<RawPower>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+struct RawPower {
+    name: Option<String>,
+    backend: Option<String>,
+    url: Option<String>,
+    system: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    password_file: Option<String>,
+    ca_file: Option<String>,
+    services: Vec<String>,
+    graceful_timeout: Option<String>,
+    poll_interval: Option<String>,
+    timeout: Option<String>,
+    allow_insecure_http: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -48,6 +67,46 @@ pub struct ControlConfig {
     pub fresh_auth: Duration,
     pub kill_switch: KillSwitchConfig,
     pub services: Vec<ServiceConfig>,
+    pub power: Vec<PowerConfig>,
+}
+
+/// A machine whose power gatehouse may switch.
+#[derive(Debug, Clone)]
+pub struct PowerConfig {
+    pub name: String,
+    pub backend: PowerBackend,
+    /// The BMC's or the KVM's base URL.
+    pub url: url::Url,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// A private CA that signs the device's certificate (verification is never off).
+    pub ca_file: Option<PathBuf>,
+    /// Services (by name) stopped before a graceful power-off.
+    pub services: Vec<String>,
+    /// How long a graceful power-off may take before the hard one.
+    pub graceful_timeout: Duration,
+    /// How often the power state is read while waiting.
+    pub poll_interval: Duration,
+    /// Time limit of each request to the device.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PowerBackend {
+    /// A DMTF Redfish BMC; `system` is the ComputerSystem's path (default: the
+    /// only member of `/redfish/v1/Systems`).
+    Redfish { system: Option<String> },
+    /// A Sipeed NanoKVM's ATX power and reset buttons.
+    NanoKvm,
+}
+
+impl PowerBackend {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PowerBackend::Redfish { .. } => "redfish",
+            PowerBackend::NanoKvm => "nanokvm",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -293,8 +352,139 @@ impl RawControl {
         for (i, a) in ks.after.iter_mut().enumerate() {
             check_argv(v, &format!("control.kill_switch.after[{i}]"), a);
         }
+        let mut power = Vec::new();
+        let mut machines = BTreeSet::new();
+        for (i, p) in self.power.into_iter().enumerate() {
+            let k = |f: &str| format!("control.power[{i}].{f}");
+            let name = match p.name {
+                Some(n) if valid_name(&n) => n,
+                Some(n) => {
+                    v.err(
+                        k("name"),
+                        format!("{n:?}: use letters, digits, '-', '_' or '.' (at most 64)"),
+                    );
+                    continue;
+                }
+                None => {
+                    v.err(k("name"), "missing; the machine's name in the API");
+                    continue;
+                }
+            };
+            if !machines.insert(name.clone()) {
+                v.err(k("name"), format!("{name:?} is configured twice"));
+            }
+            let backend = match p.backend.as_deref() {
+                Some("redfish") => PowerBackend::Redfish {
+                    system: p.system.clone(),
+                },
+                Some("nanokvm") => {
+                    v.err(
+                        k("backend"),
+                        "the nanokvm backend is not available in this version yet (issue #11); use \"redfish\"",
+                    );
+                    continue;
+                }
+                Some(other) => {
+                    v.err(
+                        k("backend"),
+                        format!("{other:?} is not a power backend; use \"redfish\" or \"nanokvm\""),
+                    );
+                    continue;
+                }
+                None => {
+                    v.err(k("backend"), "missing; \"redfish\" (a BMC) or \"nanokvm\"");
+                    continue;
+                }
+            };
+            if let Some(sys) = &p.system {
+                if backend
+                    != (PowerBackend::Redfish {
+                        system: p.system.clone(),
+                    })
+                {
+                    v.err(k("system"), "is for backend = \"redfish\"");
+                } else if !sys.starts_with("/redfish/v1/Systems/") {
+                    v.err(
+                        k("system"),
+                        "must be a path such as \"/redfish/v1/Systems/1\"",
+                    );
+                }
+            }
+            let allow_http = p.allow_insecure_http.unwrap_or(false);
+            let url = match p.url.as_deref().map(url::Url::parse) {
+                Some(Ok(u)) if u.scheme() == "https" || (u.scheme() == "http" && allow_http) => {
+                    if !u.username().is_empty() || u.password().is_some() {
+                        v.err(
+                            k("url"),
+                            "must not carry credentials; use username and password_file",
+                        );
+                    }
+                    u
+                }
+                Some(Ok(u)) if u.scheme() == "http" => {
+                    v.err(k("url"), "http:// sends the password in the clear; use https:// (with ca_file for a private CA), or allow_insecure_http = true for a loopback emulator");
+                    u
+                }
+                Some(_) => {
+                    v.err(k("url"), "is not a URL; e.g. \"https://bmc.lan\"");
+                    continue;
+                }
+                None => {
+                    v.err(
+                        k("url"),
+                        "missing; the BMC's or the NanoKVM's address, e.g. \"https://bmc.lan\"",
+                    );
+                    continue;
+                }
+            };
+            let password = v.secret(&k("password"), p.password, p.password_file.as_deref());
+            if p.username.is_some() != password.is_some()
+                && matches!(backend, PowerBackend::Redfish { .. })
+            {
+                v.err(k("password_file"), "username and password go together");
+            }
+            if backend == PowerBackend::NanoKvm && password.is_none() {
+                v.err(k("password_file"), "missing; the NanoKVM's web password");
+            }
+            let ca_file = p.ca_file.as_deref().map(|f| v.path(f));
+            if let Some(ca) = &ca_file {
+                match std::fs::read(ca) {
+                    Ok(pem) if pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") => {}
+                    Ok(_) => v.err(
+                        k("ca_file"),
+                        format!("{} holds no PEM certificate", ca.display()),
+                    ),
+                    Err(e) => v.err(k("ca_file"), format!("cannot read {}: {e}", ca.display())),
+                }
+            }
+            for (j, s) in p.services.iter().enumerate() {
+                if !names.contains(s) {
+                    v.err(
+                        k(&format!("services[{j}]")),
+                        format!("{s:?} is not a [[control.services]] name"),
+                    );
+                }
+            }
+            power.push(PowerConfig {
+                name,
+                backend,
+                url,
+                username: p.username,
+                password,
+                ca_file,
+                services: p.services,
+                graceful_timeout: v.duration(
+                    &k("graceful_timeout"),
+                    p.graceful_timeout.as_deref(),
+                    "120s",
+                ),
+                poll_interval: v.duration(&k("poll_interval"), p.poll_interval.as_deref(), "2s"),
+                timeout: v.duration(&k("timeout"), p.timeout.as_deref(), "10s"),
+            });
+        }
         ControlConfig {
             fresh_auth,
+            power,
             kill_switch: KillSwitchConfig {
                 services: ks.services,
                 after: ks.after,

@@ -36,43 +36,48 @@ impl fmt::Display for Secret {
     }
 }
 
-/// Parses durations such as `90s`, `30m`, `12h`, `7d` or `1h30m`.
+/// Parses durations such as `500ms`, `90s`, `30m`, `12h`, `7d` or `1h30m`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     if s.is_empty() {
         return Err("empty duration".into());
     }
-    let mut total: u64 = 0;
+    let mut total_ms: u64 = 0;
     let mut num = String::new();
     let mut saw_unit = false;
-    for c in s.chars() {
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
         if c.is_ascii_digit() {
             num.push(c);
             continue;
         }
-        let mult = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86400,
+        let (unit, mult_ms) = match c {
+            'm' if chars.peek() == Some(&'s') => {
+                chars.next();
+                ("ms", 1)
+            }
+            's' => ("s", 1_000),
+            'm' => ("m", 60_000),
+            'h' => ("h", 3_600_000),
+            'd' => ("d", 86_400_000),
             _ => return Err(format!("unexpected character {c:?} in duration {s:?}")),
         };
         let n: u64 = num
             .parse()
-            .map_err(|_| format!("missing number before '{c}' in duration {s:?}"))?;
-        total = n
-            .checked_mul(mult)
-            .and_then(|v| total.checked_add(v))
+            .map_err(|_| format!("missing number before '{unit}' in duration {s:?}"))?;
+        total_ms = n
+            .checked_mul(mult_ms)
+            .and_then(|v| total_ms.checked_add(v))
             .ok_or_else(|| format!("duration {s:?} is too large"))?;
         num.clear();
         saw_unit = true;
     }
     if !num.is_empty() || !saw_unit {
         return Err(format!(
-            "duration {s:?} needs a unit on every number (s, m, h or d); write e.g. \"30s\", \"5m\" or \"1h30m\""
+            "duration {s:?} needs a unit on every number (ms, s, m, h or d); write e.g. \"30s\", \"5m\" or \"1h30m\""
         ));
     }
-    Ok(Duration::from_secs(total))
+    Ok(Duration::from_millis(total_ms))
 }
 
 /// Parses a CIDR or a bare address (as a host route), normalised to its network.

@@ -72,6 +72,11 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/control/kill-switch/release",
             post(http::api::control::release),
         )
+        .route("/api/v1/control/power", get(http::api::control::power))
+        .route(
+            "/api/v1/control/power/{machine}/{op}",
+            post(http::api::control::power_action),
+        )
         .route("/api/v1/status", get(http::api::control::status))
         .route("/api/v1/openapi.json", get(http::api::openapi))
         .route("/api/v1/audit", get(http::api::audit::list))

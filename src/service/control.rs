@@ -604,6 +604,33 @@ impl Control {
         }
     }
 
+    /// Stops these configured services in parallel, each within `timeout`
+    /// (for a graceful power-off: only a stepped-up caller gets here).
+    pub async fn stop_services(
+        &self,
+        _who: &SteppedUp,
+        names: &[String],
+        timeout: Duration,
+    ) -> Vec<Step> {
+        let mut set = tokio::task::JoinSet::new();
+        for name in names {
+            let Ok(slot) = self.slot(name) else { continue };
+            let (this, slot) = (self.clone(), slot.clone());
+            set.spawn(async move {
+                let mut steps = this.backend(&slot, ServiceAction::Stop, timeout).await;
+                steps.pop().map(|s| (slot.cfg.name.clone(), s))
+            });
+        }
+        let mut stops = Vec::new();
+        while let Some(r) = set.join_next().await {
+            if let Ok(Some(s)) = r {
+                stops.push(s);
+            }
+        }
+        stops.sort_by_key(|(n, _)| names.iter().position(|x| x == n));
+        stops.into_iter().map(|(_, s)| s).collect()
+    }
+
     /// Releases the kill switch's deny: rules apply again.
     pub async fn release(&self, who: &SteppedUp) -> Result<bool, DomainError> {
         let admin = who.admin();

@@ -25,6 +25,7 @@ pub mod bans;
 pub mod control;
 pub mod jobs;
 pub mod login;
+pub mod power;
 pub mod reload;
 pub mod sessions;
 pub mod status;
@@ -42,6 +43,7 @@ pub struct Services {
     pub login: login::Login,
     pub reload: reload::Reload,
     pub control: control::Control,
+    pub power: power::Power,
 }
 
 /// Why a domain operation did not happen. One `From<DomainError> for ApiError`

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::access::{Admin, Permission};
 use super::control::Control;
+use super::power::Power;
 use super::DomainError;
 use crate::audit::log::AuditLog;
 use crate::clock::SharedClock;
@@ -24,6 +25,7 @@ pub struct Status {
     validator: Arc<TokenValidator>,
     audit: Arc<AuditLog>,
     control: Control,
+    power: Power,
     table: Arc<SessionTable>,
     inactivity: i64,
     started_at: i64,
@@ -48,6 +50,8 @@ pub struct Overview {
     pub audit: Value,
     pub sessions: Value,
     pub services: Vec<Value>,
+    /// Machines with their power state as last read (not asked now).
+    pub power: Vec<Value>,
     pub kill_switch: Value,
 }
 
@@ -58,6 +62,7 @@ pub struct StatusParts {
     pub validator: Arc<TokenValidator>,
     pub audit: Arc<AuditLog>,
     pub control: Control,
+    pub power: Power,
     pub table: Arc<SessionTable>,
     pub inactivity: i64,
 }
@@ -71,6 +76,7 @@ impl Status {
             validator: p.validator,
             audit: p.audit,
             control: p.control,
+            power: p.power,
             table: p.table,
             inactivity: p.inactivity,
         }
@@ -120,6 +126,7 @@ impl Status {
             }),
             sessions: json!({"active": self.table.count_alive(now, self.inactivity)}),
             services: self.control.overview().await,
+            power: self.power.overview(),
             kill_switch: json!({
                 "engaged": self.control.engaged(),
                 "running": self.control.running(),

@@ -140,7 +140,9 @@ impl T {
         body: Option<Value>,
     ) -> (u16, Value) {
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = client().request(m, self.gh.url(path));
+        let mut req = client()
+            .request(m, self.gh.url(path))
+            .timeout(Duration::from_secs(90));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -607,7 +609,14 @@ async fn the_shipped_example_runs_as_the_readme_says() {
     for f in ["control.toml", "demo-service.sh"] {
         std::fs::copy(examples.join(f), dir.path().join(f)).unwrap();
     }
-    let toml = std::fs::read_to_string(dir.path().join("control.toml")).unwrap();
+    // scripts/emulators.sh's BMC, on a free port instead of 8000.
+    let bmc = common::redfish::Bmc::start(common::redfish::BmcOptions {
+        auth: Some(("admin", "demo-bmc-password")),
+        ..Default::default()
+    });
+    let toml = std::fs::read_to_string(dir.path().join("control.toml"))
+        .unwrap()
+        .replace("http://127.0.0.1:8000", &bmc.url);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let state_dir = dir.path().to_path_buf();
     let gh = Server::start_bound(listener, &toml, None, dir).await;
@@ -751,6 +760,48 @@ async fn the_shipped_example_runs_as_the_readme_says() {
         vec!["refused", "refused", "requested", "ok"],
         "{v}"
     );
+
+    // Power: the machine on, then a graceful off through the BMC.
+    let (_, v) = t
+        .call("GET", "/api/v1/control/power", Some(&ops), None)
+        .await;
+    assert_eq!(v["machines"][0]["power_state"], "Off", "{v}");
+    let (s, v) = t
+        .call("POST", "/api/v1/control/power/rig/on", Some(&admin), None)
+        .await;
+    assert_eq!(
+        (s, &v["outcome"]["power_state"]),
+        (200, &json!("On")),
+        "{v}"
+    );
+    let off = json!({"confirm": "CONFIRM_POWER_OFF"});
+    let (s, v) = t
+        .call(
+            "POST",
+            "/api/v1/control/power/rig/off",
+            Some(&admin),
+            Some(off),
+        )
+        .await;
+    assert_eq!(
+        (s, &v["outcome"]["power_state"]),
+        (200, &json!("Off")),
+        "{v}"
+    );
+    assert_eq!(v["outcome"]["steps"][1]["step"], "GracefulShutdown");
+    let (_, v) = t
+        .call(
+            "GET",
+            "/api/v1/audit?action=control.power.off",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(
+        v["entries"].as_array().unwrap().len(),
+        2,
+        "intent and outcome: {v}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -809,6 +860,7 @@ async fn the_status_overview() {
     assert!(v["audit"]["entries"].as_i64().unwrap() >= 2, "{v}");
     assert_eq!(v["audit"]["last_verification"]["ok"], true);
     assert_eq!(v["sessions"]["active"], 0);
+    assert_eq!(v["power"], json!([]), "no machines configured here");
 }
 
 /// The systemd backend against the machine's own systemd. Where systemd is not

@@ -14,6 +14,7 @@ mod idp_tokens;
 mod login;
 mod monitoring;
 mod openapi;
+mod power;
 mod proxies;
 mod regulation;
 mod sessions_api;

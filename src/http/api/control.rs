@@ -196,3 +196,62 @@ pub async fn status(State(st): State<AppState>, ask: Ask) -> Result<Json<Value>,
     let who = super::admin(&st, &ask, Permission::StatusRead).await?;
     Ok(Json(json!(st.services.status.overview(&who).await?)))
 }
+
+/// `GET /api/v1/control/power` — the configured machines, each with its power
+/// state as read now (`On`, `Off`, `Unknown` with the error), the services
+/// stopped before a graceful off, and the last operation.
+/// **Permissions**: `power:read`.
+#[utoipa::path(get, path = "/api/v1/control/power", tag = "control", responses((status = 200, description = "the configured machines"), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "lacks power:read, banned, or a cross-site request", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
+pub async fn power(State(st): State<AppState>, ask: Ask) -> Result<Json<Value>, ApiError> {
+    let who = admitted(&st, &ask, Permission::PowerRead, "control.power.read", "*").await?;
+    Ok(Json(
+        json!({ "machines": st.services.power.machines(&who).await? }),
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PowerRequest {
+    /// `CONFIRM_POWER_OFF` for `off`, `CONFIRM_POWER_RESET` for `reset`.
+    pub confirm: Option<String>,
+    /// `off` only: a hard off at once, without stopping services or waiting.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// `POST /api/v1/control/power/{machine}/{op}` — `on`, `off` (graceful: stop
+/// the machine's services → soft off → wait for `Off` → hard off after
+/// `graceful_timeout`; `"force":true` for a hard off at once) or `reset`.
+/// Answers each step and the power state reached. One operation per machine
+/// at a time.
+/// **Permissions**: `power:control`, a second factor, an authentication no
+/// older than `control.fresh_auth`, and for `off`/`reset` the confirmation phrase.
+#[utoipa::path(post, path = "/api/v1/control/power/{machine}/{op}", tag = "control", request_body = PowerRequest, params(("machine" = String, Path, description = "a [[control.power]] name"), ("op" = String, Path, description = "on, off or reset")), responses((status = 200, description = "the machine reached the state asked for; the steps"), (status = 400, description = "confirmation_required, or invalid input", body = ErrorBody), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "lacks power:control, step_up_required (with login_url), banned, or a cross-site request", body = ErrorBody), (status = 404, description = "no such machine or operation", body = ErrorBody), (status = 409, description = "an operation on this machine is running", body = ErrorBody), (status = 502, description = "the device failed or did not reach the state; the steps are in error.outcome", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
+pub async fn power_action(
+    State(st): State<AppState>,
+    ask: Ask,
+    Path((machine, op)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    use crate::service::power::PowerOp;
+    let op = PowerOp::parse(&op).ok_or(ApiError::NotFound("operation"))?;
+    let audit_action = format!("control.power.{}", op.as_str());
+    let who = stepped_up(&st, &ask, Permission::PowerControl, &audit_action, &machine).await?;
+    let req: PowerRequest = if body.is_empty() {
+        PowerRequest {
+            confirm: None,
+            force: false,
+        }
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("body: {e}")))?
+    };
+    if req.force && op != PowerOp::Off {
+        return Err(ApiError::BadRequest("force is for off only".into()));
+    }
+    let outcome = st
+        .services
+        .power
+        .act(&who, &machine, op, req.confirm.as_deref(), req.force)
+        .await?;
+    Ok(Json(json!({ "outcome": outcome })))
+}

@@ -88,9 +88,10 @@ pub struct LineError {
         monitoring::usage,
         control::services, control::service_action,
         control::kill_switch, control::press, control::release, control::status,
+        control::power, control::power_action,
         openapi,
     ),
-    components(schemas(ErrorBody, ErrorDetail, LineError, bans::NewBan, allowlist::NewEntry, control::Press)),
+    components(schemas(ErrorBody, ErrorDetail, LineError, bans::NewBan, allowlist::NewEntry, control::Press, control::PowerRequest)),
     modifiers(&Security),
 )]
 pub struct ApiDoc;

@@ -8,6 +8,7 @@ pub mod config;
 pub mod pg;
 pub mod proxies;
 pub mod raw;
+pub mod redfish;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
