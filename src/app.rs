@@ -209,6 +209,7 @@ pub async fn build_state(config: Config, clock: Option<SharedClock>) -> anyhow::
         ),
         audit: service::audit::Audit::new(audit.clone(), store.clone()),
         power: power.clone(),
+        actions: service::actions::Actions::new(&config.actions, clock.clone(), audit.clone()),
         status: service::status::Status::new(service::status::StatusParts {
             store: store.clone(),
             clock: clock.clone(),

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 mod access;
+mod actions;
 mod admin;
 mod audit;
 mod control;
@@ -20,6 +21,7 @@ mod store;
 mod values;
 
 pub use access::{AccessConfig, PolicyLevel, RuleConfig};
+pub use actions::{placeholder, ActionConfig, ParamKind, ParamSpec};
 pub use admin::AdminConfig;
 pub use audit::AuditConfig;
 pub use control::{
@@ -82,6 +84,7 @@ struct RawConfig {
     audit: audit::RawAudit,
     regulation: regulation::RawRegulation,
     control: control::RawControl,
+    actions: Vec<actions::RawAction>,
 }
 
 /// The validated configuration.
@@ -97,6 +100,7 @@ pub struct Config {
     pub audit: AuditConfig,
     pub regulation: RegulationConfig,
     pub control: ControlConfig,
+    pub actions: Vec<ActionConfig>,
     /// Where the configuration came from, for the one-line summary.
     pub source: String,
 }
@@ -306,6 +310,7 @@ fn validate(raw: RawConfig, base_dir: &Path, label: &str, errors: &mut Vec<Confi
     let admin = raw.admin.validate(&mut v);
     let audit = raw.audit.validate(&mut v);
     let control = raw.control.validate(&mut v);
+    let actions = actions::validate(raw.actions, &mut v);
     Config {
         server,
         store,
@@ -317,6 +322,7 @@ fn validate(raw: RawConfig, base_dir: &Path, label: &str, errors: &mut Vec<Confi
         audit,
         regulation,
         control,
+        actions,
         source: label.to_string(),
     }
 }
@@ -521,6 +527,38 @@ url = "https://x"
             assert!(k.contains(&want), "missing {want} in {k:?}");
         }
         assert!(e.to_string().contains("password in the clear"), "{e}");
+    }
+
+    #[test]
+    fn action_errors_name_their_keys() {
+        let e = load(
+            r#"
+[[actions]]
+name = "a"
+argv = ["/bin/echo", "--days={days}", "{ghost}"]
+params = { days = { type = "integer", min = 9, max = 1 }, unused = { type = "enum" } }
+[[actions]]
+name = "b"
+argv = ["{prog}"]
+params = { prog = { type = "string" }, x = { type = "float" } }
+permission = "root"
+"#,
+            &[],
+        )
+        .unwrap_err();
+        let k = keys(&e);
+        for want in [
+            "actions[0].argv[1]",
+            "actions[0].argv[2]",
+            "actions[0].params.days.min",
+            "actions[0].params.unused.values",
+            "actions[1].argv[0]",
+            "actions[1].params.prog.pattern",
+            "actions[1].params.x.type",
+            "actions[1].permission",
+        ] {
+            assert!(k.contains(&want), "missing {want} in {k:?}");
+        }
     }
 
     #[test]

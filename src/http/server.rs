@@ -78,6 +78,12 @@ pub fn router(state: AppState) -> Router {
             post(http::api::control::power_action),
         )
         .route("/api/v1/status", get(http::api::control::status))
+        .route("/api/v1/actions", get(http::api::actions::list))
+        .route("/api/v1/actions/{name}/run", post(http::api::actions::run))
+        .route(
+            "/api/v1/actions/runs/{id}",
+            get(http::api::actions::get_run),
+        )
         .route("/api/v1/openapi.json", get(http::api::openapi))
         .route("/api/v1/audit", get(http::api::audit::list))
         .route("/api/v1/audit/verify", get(http::api::audit::verify))

@@ -19,6 +19,7 @@
 //! knows `crate::app`.
 
 pub mod access;
+pub mod actions;
 pub mod allowlist;
 pub mod audit;
 pub mod bans;
@@ -44,6 +45,7 @@ pub struct Services {
     pub reload: reload::Reload,
     pub control: control::Control,
     pub power: power::Power,
+    pub actions: actions::Actions,
 }
 
 /// Why a domain operation did not happen. One `From<DomainError> for ApiError`
@@ -63,6 +65,8 @@ pub enum DomainError {
     ConfirmationRequired(&'static str),
     /// An operation on this service or machine is running.
     Busy(String),
+    /// Parameters of an action that are not acceptable, each named.
+    InvalidParams(Vec<(String, String)>),
     /// The backend ran and failed; the outcome (each step) is attached.
     ActionFailed(Box<serde_json::Value>),
     /// Details go to the log once; callers get a generic message.
@@ -81,6 +85,7 @@ impl DomainError {
             DomainError::ConfirmationRequired(_) => "confirmation_required",
             DomainError::Busy(_) => "busy",
             DomainError::ActionFailed(_) => "action_failed",
+            DomainError::InvalidParams(_) => "invalid_params",
             DomainError::Internal(_) => "internal",
         }
     }
@@ -105,6 +110,7 @@ impl std::fmt::Display for DomainError {
                 "an operation on {what} is running; try again when it ends"
             ),
             DomainError::ActionFailed(_) => f.write_str("the action failed; see each step"),
+            DomainError::InvalidParams(p) => write!(f, "{} parameter(s) are not valid", p.len()),
         }
     }
 }

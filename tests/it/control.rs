@@ -802,6 +802,43 @@ async fn the_shipped_example_runs_as_the_readme_says() {
         2,
         "intent and outcome: {v}"
     );
+
+    // A configured action.
+    let (s, v) = t
+        .call(
+            "POST",
+            "/api/v1/actions/rotate-logs/run",
+            Some(&ops),
+            Some(json!({"params": {"days": 7, "mode": "gzip"}})),
+        )
+        .await;
+    assert_eq!(s, 202, "{v}");
+    let path = format!("/api/v1/actions/runs/{}", v["id"].as_str().unwrap());
+    let mut run = Value::Null;
+    for _ in 0..50 {
+        run = t.call("GET", &path, Some(&ops), None).await.1["run"].clone();
+        if run["state"] != "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        run["output"], "rotating feed logs older than 7 days, mode gzip\n",
+        "{run}"
+    );
+    let (s, v) = t
+        .call(
+            "POST",
+            "/api/v1/actions/rotate-logs/run",
+            Some(&ops),
+            Some(json!({"params": {"days": 365, "mode": "gzip"}})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["params"][0]["name"].as_str()),
+        (422, Some("days")),
+        "{v}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

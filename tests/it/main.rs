@@ -4,6 +4,7 @@
 
 mod common;
 
+mod actions;
 mod allowlist;
 mod architecture;
 mod audit;

@@ -3,6 +3,7 @@
 //! same identity engine as the decision endpoints (bearer token for now); it
 //! never trusts `Remote-*` headers from the network.
 
+pub mod actions;
 pub mod allowlist;
 pub mod audit;
 pub mod bans;
@@ -44,6 +45,7 @@ impl ErrorBody {
                 message,
                 lines: None,
                 login_url: None,
+                params: None,
                 outcome: None,
             },
         }
@@ -54,7 +56,8 @@ impl ErrorBody {
 pub struct ErrorDetail {
     /// Stable, machine-readable: unauthenticated, invalid_token, forbidden,
     /// banned, cross_site_request, not_found, bad_request, invalid_import,
-    /// step_up_required, confirmation_required, busy, action_failed, internal.
+    /// step_up_required, confirmation_required, busy, action_failed,
+    /// invalid_params, internal.
     pub code: String,
     pub message: String,
     /// Import errors only: every bad line.
@@ -63,10 +66,19 @@ pub struct ErrorDetail {
     /// `step_up_required` only: where to authenticate again (with a second factor).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub login_url: Option<String>,
+    /// `invalid_params` only: every bad parameter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub params: Option<Vec<ParamError>>,
     /// `action_failed` only: what ran, step by step.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub outcome: Option<serde_json::Value>,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ParamError {
+    pub name: String,
+    pub message: String,
 }
 
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
@@ -89,9 +101,10 @@ pub struct LineError {
         control::services, control::service_action,
         control::kill_switch, control::press, control::release, control::status,
         control::power, control::power_action,
+        actions::list, actions::run, actions::get_run,
         openapi,
     ),
-    components(schemas(ErrorBody, ErrorDetail, LineError, bans::NewBan, allowlist::NewEntry, control::Press, control::PowerRequest)),
+    components(schemas(ErrorBody, ErrorDetail, LineError, ParamError, actions::RunRequest, bans::NewBan, allowlist::NewEntry, control::Press, control::PowerRequest)),
     modifiers(&Security),
 )]
 pub struct ApiDoc;
@@ -164,6 +177,8 @@ pub enum ApiError {
     Busy(String),
     /// The backend ran and failed: the outcome, step by step.
     ActionFailed(Box<serde_json::Value>),
+    /// An action's parameters: every bad one, named.
+    InvalidParams(Vec<(String, String)>),
     /// Details go to the log once; the client gets a generic message.
     Internal(String),
 }
@@ -184,6 +199,7 @@ impl ApiError {
             ApiError::ConfirmationRequired(_) => "confirmation_required",
             ApiError::Busy(_) => "busy",
             ApiError::ActionFailed(_) => "action_failed",
+            ApiError::InvalidParams(_) => "invalid_params",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -194,6 +210,7 @@ impl IntoResponse for ApiError {
         let mut lines = None;
         let mut login_url = None;
         let mut outcome = None;
+        let mut params = None;
         let (status, code, message) = match self {
             ApiError::Unauthenticated => (
                 StatusCode::UNAUTHORIZED,
@@ -265,6 +282,19 @@ impl IntoResponse for ApiError {
                     "the action ran and failed; see outcome".to_string(),
                 )
             }
+            ApiError::InvalidParams(bad) => {
+                let n = bad.len();
+                params = Some(
+                    bad.into_iter()
+                        .map(|(name, message)| ParamError { name, message })
+                        .collect(),
+                );
+                (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_params",
+                    format!("{n} parameter(s) are not valid; nothing was run"),
+                )
+            }
             ApiError::Internal(detail) => {
                 tracing::error!(error = %detail, "companion API failure");
                 (
@@ -278,6 +308,7 @@ impl IntoResponse for ApiError {
         body.error.lines = lines;
         body.error.login_url = login_url;
         body.error.outcome = outcome;
+        body.error.params = params;
         let mut resp = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
@@ -310,6 +341,7 @@ impl From<DomainError> for ApiError {
             DomainError::ConfirmationRequired(p) => ApiError::ConfirmationRequired(p),
             DomainError::Busy(w) => ApiError::Busy(w),
             DomainError::ActionFailed(o) => ApiError::ActionFailed(o),
+            DomainError::InvalidParams(p) => ApiError::InvalidParams(p),
             DomainError::Internal(m) => ApiError::Internal(m),
         }
     }
