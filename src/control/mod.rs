@@ -4,6 +4,7 @@
 //! call them and records every call.
 
 pub mod command;
+pub mod nanokvm;
 pub mod redfish;
 pub mod systemd;
 

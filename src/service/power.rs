@@ -19,7 +19,14 @@ use super::DomainError;
 use crate::audit::log::AuditLog;
 use crate::clock::SharedClock;
 use crate::config::{PowerBackend, PowerConfig};
+use crate::control::nanokvm::NanoKvm;
 use crate::control::redfish::{PowerError, Redfish};
+
+/// The device that switches a machine.
+enum Device {
+    Redfish(Redfish),
+    NanoKvm(NanoKvm),
+}
 
 pub const CONFIRM_POWER_OFF: &str = "CONFIRM_POWER_OFF";
 pub const CONFIRM_POWER_RESET: &str = "CONFIRM_POWER_RESET";
@@ -99,7 +106,7 @@ pub struct MachineView {
 
 struct Machine {
     cfg: PowerConfig,
-    device: Result<Redfish, PowerError>,
+    device: Result<Device, PowerError>,
     busy: Arc<tokio::sync::Mutex<()>>,
     last: Mutex<Option<Value>>,
     /// The power state last read (and when), for the status overview.
@@ -107,12 +114,15 @@ struct Machine {
 }
 
 impl Machine {
-    fn device(&self) -> Result<&Redfish, PowerError> {
+    fn device(&self) -> Result<&Device, PowerError> {
         self.device.as_ref().map_err(Clone::clone)
     }
 
     async fn state(&self) -> Result<String, PowerError> {
-        self.device()?.power_state().await
+        match self.device()? {
+            Device::Redfish(r) => r.power_state().await,
+            Device::NanoKvm(k) => k.power_state().await,
+        }
     }
 
     fn saw(&self, state: &str, at: i64) {
@@ -120,7 +130,10 @@ impl Machine {
     }
 
     async fn reset(&self, kind: &str) -> Result<(), PowerError> {
-        self.device()?.reset(kind).await
+        match self.device()? {
+            Device::Redfish(r) => r.reset(kind).await,
+            Device::NanoKvm(k) => k.reset(kind).await,
+        }
     }
 }
 
@@ -152,8 +165,8 @@ impl Power {
             .iter()
             .map(|m| {
                 let device = match m.backend {
-                    PowerBackend::Redfish { .. } => Redfish::new(m),
-                    PowerBackend::NanoKvm => Err(PowerError("nanokvm is not available yet".into())),
+                    PowerBackend::Redfish { .. } => Redfish::new(m).map(Device::Redfish),
+                    PowerBackend::NanoKvm => NanoKvm::new(m).map(Device::NanoKvm),
                 };
                 if let Err(e) = &device {
                     tracing::error!(machine = %m.name, error = %e, "power device unusable");

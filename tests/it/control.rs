@@ -614,9 +614,11 @@ async fn the_shipped_example_runs_as_the_readme_says() {
         auth: Some(("admin", "demo-bmc-password")),
         ..Default::default()
     });
+    let kvm = common::nanokvm::Kvm::start("admin", "demo-kvm-password", "1");
     let toml = std::fs::read_to_string(dir.path().join("control.toml"))
         .unwrap()
-        .replace("http://127.0.0.1:8000", &bmc.url);
+        .replace("http://127.0.0.1:8000", &bmc.url)
+        .replace("http://127.0.0.1:8001", &kvm.url);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let state_dir = dir.path().to_path_buf();
     let gh = Server::start_bound(listener, &toml, None, dir).await;
@@ -765,7 +767,18 @@ async fn the_shipped_example_runs_as_the_readme_says() {
     let (_, v) = t
         .call("GET", "/api/v1/control/power", Some(&ops), None)
         .await;
+    assert_eq!(v["machines"][0]["name"], "desk");
     assert_eq!(v["machines"][0]["power_state"], "Off", "{v}");
+    assert_eq!(v["machines"][1]["name"], "rig");
+    assert_eq!(v["machines"][1]["power_state"], "Off", "{v}");
+    let (s, v) = t
+        .call("POST", "/api/v1/control/power/desk/on", Some(&admin), None)
+        .await;
+    assert_eq!(
+        (s, &v["outcome"]["power_state"]),
+        (200, &json!("On")),
+        "{v}"
+    );
     let (s, v) = t
         .call("POST", "/api/v1/control/power/rig/on", Some(&admin), None)
         .await;

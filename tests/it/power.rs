@@ -400,3 +400,126 @@ async fn private_ca_bad_credentials_and_a_bmc_that_never_answers() {
         "no password in answers"
     );
 }
+
+fn kvm_machine(name: &str, kvm: &common::nanokvm::Kvm, password: &str, extra: &str) -> String {
+    format!(
+        "[[control.power]]\nname = \"{name}\"\nbackend = \"nanokvm\"\nurl = \"{}\"\nallow_insecure_http = true\n\
+         username = \"admin\"\npassword = \"{password}\"\npoll_interval = \"250ms\"\ntimeout = \"3s\"\n{extra}\n",
+        kvm.url
+    )
+}
+
+/// The simulator against the PyPI `nanokvm` client: what gatehouse is tested
+/// against speaks the device's dialect.
+#[test]
+fn the_nanokvm_simulator_speaks_the_devices_dialect() {
+    let kvm = common::nanokvm::Kvm::start("admin", "kvm-secret", "1");
+    let out = std::process::Command::new("python3")
+        .arg(common::nanokvm::dir().join("check_client.py"))
+        .args([&kvm.url, "admin", "kvm-secret"])
+        .output()
+        .expect("python3 with the nanokvm client (pip install nanokvm)");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("ok"),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nanokvm_buttons_short_press_long_press_and_the_led() {
+    let obeys = common::nanokvm::Kvm::start("admin", "kvm-secret", "1");
+    let ignores = common::nanokvm::Kvm::start("admin", "kvm-secret", "never");
+    let machines = [
+        kvm_machine("desk", &obeys, "kvm-secret", "graceful_timeout = \"20s\""),
+        kvm_machine(
+            "stubborn",
+            &ignores,
+            "kvm-secret",
+            "graceful_timeout = \"2s\"",
+        ),
+        kvm_machine("locked", &obeys, "not-the-password", ""),
+    ]
+    .concat();
+    let t = T::start(&machines).await;
+    let admin = t.token("root", &["admin"], true);
+    let ops = t.token("olga", &["ops"], false);
+    let m = t.machines(&ops).await;
+    assert_eq!(
+        (m[0]["name"].as_str(), m[0]["power_state"].as_str()),
+        (Some("desk"), Some("Off")),
+        "{m:?}"
+    );
+    assert_eq!(m[1]["power_state"], "Unknown");
+    assert!(
+        m[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("invalid username or password"),
+        "{m:?}"
+    );
+
+    let off = json!({"confirm": "CONFIRM_POWER_OFF"});
+    for name in ["desk", "stubborn"] {
+        let (s, v) = t
+            .call(
+                "POST",
+                &format!("/api/v1/control/power/{name}/on"),
+                &admin,
+                None,
+            )
+            .await;
+        assert_eq!(
+            (s, &v["outcome"]["power_state"]),
+            (200, &json!("On")),
+            "{name}: {v}"
+        );
+    }
+    let (s, v) = t
+        .call(
+            "POST",
+            "/api/v1/control/power/desk/off",
+            &admin,
+            Some(off.clone()),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        steps(&v["outcome"]),
+        vec![
+            ("GracefulShutdown".into(), "ok".into()),
+            ("wait Off".into(), "ok".into())
+        ]
+    );
+    assert_eq!(
+        obeys.presses().await,
+        vec![("power".into(), 800), ("power".into(), 800)],
+        "short presses"
+    );
+
+    let (s, v) = t
+        .call(
+            "POST",
+            "/api/v1/control/power/stubborn/off",
+            &admin,
+            Some(off),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        steps(&v["outcome"]),
+        vec![
+            ("GracefulShutdown".into(), "ok".into()),
+            ("wait Off".into(), "timeout".into()),
+            ("ForceOff".into(), "ok".into()),
+            ("wait Off".into(), "ok".into())
+        ],
+        "the OS ignored the press: held until off"
+    );
+    assert_eq!(
+        ignores.presses().await.last(),
+        Some(&("power".to_string(), 6000)),
+        "a long press"
+    );
+}

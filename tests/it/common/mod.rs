@@ -5,6 +5,7 @@
 
 pub mod browser;
 pub mod config;
+pub mod nanokvm;
 pub mod pg;
 pub mod proxies;
 pub mod raw;
