@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::control::{check_argv, valid_name};
+use super::control::{check_argv, entry_name, valid_name};
 use super::values::V;
 use crate::permission::Permission;
 
@@ -154,23 +154,15 @@ pub(super) fn validate(raw: Vec<RawAction>, v: &mut V) -> Vec<ActionConfig> {
     let mut names = BTreeSet::new();
     for (i, a) in raw.into_iter().enumerate() {
         let k = |f: &str| format!("actions[{i}].{f}");
-        let name = match a.name {
-            Some(n) if valid_name(&n) => n,
-            Some(n) => {
-                v.err(
-                    k("name"),
-                    format!("{n:?}: use letters, digits, '-', '_' or '.' (at most 64)"),
-                );
-                continue;
-            }
-            None => {
-                v.err(k("name"), "missing; the name used in the API");
-                continue;
-            }
+        let Some(name) = entry_name(
+            v,
+            &k("name"),
+            a.name,
+            "the name used in the API",
+            &mut names,
+        ) else {
+            continue;
         };
-        if !names.insert(name.clone()) {
-            v.err(k("name"), format!("{name:?} is configured twice"));
-        }
         let mut params = BTreeMap::new();
         for (pname, p) in a.params {
             if !valid_name(&pname) {

@@ -159,6 +159,35 @@ pub(super) fn valid_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// The `name` of the `key` entry of a list: present, valid, and not taken
+/// before (`seen`); `missing` says what the name is for.
+pub(super) fn entry_name(
+    v: &mut V,
+    key: &str,
+    name: Option<String>,
+    missing: &str,
+    seen: &mut BTreeSet<String>,
+) -> Option<String> {
+    let name = match name {
+        Some(n) if valid_name(&n) => n,
+        Some(n) => {
+            v.err(
+                key,
+                format!("{n:?}: use letters, digits, '-', '_' or '.' (at most 64)"),
+            );
+            return None;
+        }
+        None => {
+            v.err(key, format!("missing; {missing}"));
+            return None;
+        }
+    };
+    if !seen.insert(name.clone()) {
+        v.err(key, format!("{name:?} is configured twice"));
+    }
+    Some(name)
+}
+
 /// Where a bare program name is looked up, once, when the configuration
 /// loads (commands run with a cleared environment: no `PATH` of their own).
 pub const PROGRAM_DIRS: &[&str] = &[
@@ -229,26 +258,15 @@ impl RawControl {
         let mut names = BTreeSet::new();
         for (i, s) in self.services.into_iter().enumerate() {
             let k = |f: &str| format!("control.services[{i}].{f}");
-            let name = match s.name {
-                Some(n) if valid_name(&n) => n,
-                Some(n) => {
-                    v.err(
-                        k("name"),
-                        format!("{n:?}: use letters, digits, '-', '_' or '.' (at most 64)"),
-                    );
-                    continue;
-                }
-                None => {
-                    v.err(
-                        k("name"),
-                        "missing; the name used in the API and the kill switch",
-                    );
-                    continue;
-                }
+            let Some(name) = entry_name(
+                v,
+                &k("name"),
+                s.name,
+                "the name used in the API and the kill switch",
+                &mut names,
+            ) else {
+                continue;
             };
-            if !names.insert(name.clone()) {
-                v.err(k("name"), format!("{name:?} is configured twice"));
-            }
             let timeout = v.duration(&k("timeout"), s.timeout.as_deref(), "30s");
             let backend = match s.backend.as_deref().unwrap_or("command") {
                 "command" => {
@@ -356,23 +374,15 @@ impl RawControl {
         let mut machines = BTreeSet::new();
         for (i, p) in self.power.into_iter().enumerate() {
             let k = |f: &str| format!("control.power[{i}].{f}");
-            let name = match p.name {
-                Some(n) if valid_name(&n) => n,
-                Some(n) => {
-                    v.err(
-                        k("name"),
-                        format!("{n:?}: use letters, digits, '-', '_' or '.' (at most 64)"),
-                    );
-                    continue;
-                }
-                None => {
-                    v.err(k("name"), "missing; the machine's name in the API");
-                    continue;
-                }
+            let Some(name) = entry_name(
+                v,
+                &k("name"),
+                p.name,
+                "the machine's name in the API",
+                &mut machines,
+            ) else {
+                continue;
             };
-            if !machines.insert(name.clone()) {
-                v.err(k("name"), format!("{name:?} is configured twice"));
-            }
             let backend = match p.backend.as_deref() {
                 Some("redfish") => PowerBackend::Redfish {
                     system: p.system.clone(),

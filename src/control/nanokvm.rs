@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::redfish::{device_client, PowerError};
+use super::redfish::{device_client, request_error, PowerError};
 use crate::config::{PowerConfig, Secret};
 
 /// The passphrase the NanoKVM web UI obfuscates passwords with (public).
@@ -92,22 +92,6 @@ impl std::fmt::Debug for NanoKvm {
             .field("base", &self.base.as_str())
             .finish_non_exhaustive()
     }
-}
-
-fn request_error(e: reqwest::Error) -> PowerError {
-    let what = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "cannot connect"
-    } else {
-        "request failed"
-    };
-    let e = e.without_url();
-    let mut cause: &dyn std::error::Error = &e;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    PowerError(format!("{what}: {cause}"))
 }
 
 /// The `data` of a `{"code":0,...}` answer, or the device's own message.

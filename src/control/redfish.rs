@@ -59,7 +59,9 @@ pub fn device_client(cfg: &PowerConfig) -> Result<reqwest::Client, PowerError> {
         .map_err(|e| PowerError(format!("TLS client: {e}")))
 }
 
-fn request_error(e: reqwest::Error) -> PowerError {
+/// A request that failed, with its innermost cause (an unknown certificate
+/// issuer, a refused connection); never the credentials.
+pub(crate) fn request_error(e: reqwest::Error) -> PowerError {
     // reqwest's message names the URL but never the credentials we send in a header.
     let what = if e.is_timeout() {
         "timed out"

@@ -56,14 +56,7 @@ impl T {
         token: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = client().request(m, self.gh.url(path)).bearer_auth(token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await.unwrap();
-        let s = r.status().as_u16();
-        (s, r.json().await.unwrap_or(Value::Null))
+        self.gh.api(method, path, Some(token), body).await
     }
 
     async fn run(&self, token: &str, action: &str, params: Value) -> (u16, Value) {

@@ -112,20 +112,7 @@ impl T {
 
     /// A local token: roles, second factor (acr gold), authenticated `age` seconds ago.
     fn token(&self, sub: &str, roles: &[&str], two_factor: bool, age: i64) -> String {
-        let req = MintRequest {
-            sub: sub.into(),
-            roles: roles.iter().map(|r| r.to_string()).collect(),
-            ttl_secs: 7200,
-            acr: two_factor.then(|| "gold".to_string()),
-            ..Default::default()
-        };
-        self.gh
-            .state
-            .local
-            .as_ref()
-            .unwrap()
-            .mint(&req, self.gh.state.clock.now() - age)
-            .unwrap()
+        self.gh.mint_as(sub, roles, two_factor, age)
     }
 
     fn admin(&self) -> String {
@@ -139,19 +126,7 @@ impl T {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = client()
-            .request(m, self.gh.url(path))
-            .timeout(Duration::from_secs(90));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await.unwrap();
-        let s = r.status().as_u16();
-        (s, r.json().await.unwrap_or(Value::Null))
+        self.gh.api(method, path, token, body).await
     }
 
     fn running(&self, name: &str) -> bool {

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use crate::common;
 use common::redfish::{Bmc, BmcOptions};
 use common::*;
-use gatehouse::identity::MintRequest;
 use serde_json::{json, Value};
 
 const SERVICE_SH: &str = r#"#!/bin/sh
@@ -52,20 +51,7 @@ env = {{ STATE = "{d}", NAME = "feed" }}
     }
 
     fn token(&self, sub: &str, roles: &[&str], two_factor: bool) -> String {
-        let req = MintRequest {
-            sub: sub.into(),
-            roles: roles.iter().map(|r| r.to_string()).collect(),
-            ttl_secs: 3600,
-            acr: two_factor.then(|| "gold".to_string()),
-            ..Default::default()
-        };
-        self.gh
-            .state
-            .local
-            .as_ref()
-            .unwrap()
-            .mint(&req, self.gh.state.clock.now())
-            .unwrap()
+        self.gh.mint_as(sub, roles, two_factor, 0)
     }
 
     async fn call(
@@ -75,17 +61,7 @@ env = {{ STATE = "{d}", NAME = "feed" }}
         token: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = client()
-            .request(m, self.gh.url(path))
-            .bearer_auth(token)
-            .timeout(Duration::from_secs(90));
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await.unwrap();
-        let s = r.status().as_u16();
-        (s, r.json().await.unwrap_or(Value::Null))
+        self.gh.api(method, path, Some(token), body).await
     }
 
     async fn machines(&self, token: &str) -> Vec<Value> {

@@ -321,6 +321,49 @@ impl Server {
             .unwrap()
     }
 
+    /// A local token for `sub` with these roles, with a second factor (`acr`
+    /// gold, as the control tests configure) or not, authenticated `age`
+    /// seconds ago, valid for two hours.
+    pub fn mint_as(&self, sub: &str, roles: &[&str], two_factor: bool, age: i64) -> String {
+        let req = gatehouse::identity::MintRequest {
+            sub: sub.into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            ttl_secs: 7200,
+            acr: two_factor.then(|| "gold".to_string()),
+            ..Default::default()
+        };
+        self.state
+            .local
+            .as_ref()
+            .expect("a [local_issuer] in the test config")
+            .mint(&req, self.state.clock.now() - age)
+            .unwrap()
+    }
+
+    /// A companion API call (JSON body, bearer token); (status, JSON answer).
+    /// Long enough a limit for power operations that wait for a device.
+    pub async fn api(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = client()
+            .request(m, self.url(path))
+            .timeout(Duration::from_secs(90));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let s = r.status().as_u16();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+
     /// The local signing key (to craft hostile tokens with a trusted key).
     pub fn local_key_pem(&self) -> String {
         let path = self
