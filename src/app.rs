@@ -147,6 +147,7 @@ pub async fn build_state(config: Config, clock: Option<SharedClock>) -> anyhow::
     let usage = Arc::new(Usage::default());
     let trusted_proxies: Arc<[IpNet]> = config.server.trusted_proxies.clone().into();
     let secs = |d: std::time::Duration| d.as_secs() as i64;
+    let notify = service::notify::Notifier::new(&config.notify, clock.clone(), metrics.clone());
 
     let sessions = service::sessions::Sessions::new(
         store.clone(),
@@ -164,27 +165,30 @@ pub async fn build_state(config: Config, clock: Option<SharedClock>) -> anyhow::
         policy.clone(),
         config.access.allowlist.clone(),
     );
-    let bans = service::bans::Bans::new(
-        store.clone(),
-        clock.clone(),
-        audit.clone(),
-        metrics.clone(),
-        regulation.clone(),
-        trusted_proxies.clone(),
-        secs(config.regulation.ban_time),
-    );
+    let bans = service::bans::Bans::new(service::bans::BansParts {
+        store: store.clone(),
+        clock: clock.clone(),
+        audit: audit.clone(),
+        metrics: metrics.clone(),
+        regulation: regulation.clone(),
+        trusted_proxies: trusted_proxies.clone(),
+        default_ban_secs: secs(config.regulation.ban_time),
+        notify: notify.clone(),
+    });
     let control = service::control::Control::new(
         config.control.clone(),
         store.clone(),
         clock.clone(),
         audit.clone(),
         policy.clone(),
+        notify.clone(),
     );
     let power = service::power::Power::new(
         &config.control.power,
         clock.clone(),
         audit.clone(),
         control.clone(),
+        notify.clone(),
     );
     let services = Services {
         login: service::login::Login::new(service::login::LoginParts {
@@ -207,7 +211,7 @@ pub async fn build_state(config: Config, clock: Option<SharedClock>) -> anyhow::
             usage.clone(),
             sessions.clone(),
         ),
-        audit: service::audit::Audit::new(audit.clone(), store.clone()),
+        audit: service::audit::Audit::new(audit.clone(), store.clone(), notify.clone()),
         power: power.clone(),
         actions: service::actions::Actions::new(&config.actions, clock.clone(), audit.clone()),
         status: service::status::Status::new(service::status::StatusParts {
@@ -221,7 +225,13 @@ pub async fn build_state(config: Config, clock: Option<SharedClock>) -> anyhow::
             inactivity: secs(config.session.inactivity),
         }),
         control,
-        reload: service::reload::Reload::new(config.clone(), audit, allowlist.clone()),
+        reload: service::reload::Reload::new(
+            config.clone(),
+            audit,
+            allowlist.clone(),
+            notify.clone(),
+        ),
+        notify,
         sessions,
         allowlist,
         bans,

@@ -14,6 +14,7 @@ mod audit;
 mod control;
 mod env;
 mod issuers;
+mod notify;
 mod regulation;
 mod server;
 mod session;
@@ -28,6 +29,7 @@ pub use control::{
     ControlConfig, KillSwitchConfig, PowerBackend, PowerConfig, ServiceBackend, ServiceConfig,
 };
 pub use issuers::{IssuerConfig, LocalIssuerConfig};
+pub use notify::{NotifyConfig, SmtpConfig, SmtpTls, TelegramConfig, WebhookConfig, EVENTS};
 pub use regulation::RegulationConfig;
 pub use server::{LogFormat, ServerConfig};
 pub use session::SessionConfig;
@@ -85,6 +87,7 @@ struct RawConfig {
     regulation: regulation::RawRegulation,
     control: control::RawControl,
     actions: Vec<actions::RawAction>,
+    notify: notify::RawNotify,
 }
 
 /// The validated configuration.
@@ -101,6 +104,7 @@ pub struct Config {
     pub regulation: RegulationConfig,
     pub control: ControlConfig,
     pub actions: Vec<ActionConfig>,
+    pub notify: NotifyConfig,
     /// Where the configuration came from, for the one-line summary.
     pub source: String,
 }
@@ -311,6 +315,7 @@ fn validate(raw: RawConfig, base_dir: &Path, label: &str, errors: &mut Vec<Confi
     let audit = raw.audit.validate(&mut v);
     let control = raw.control.validate(&mut v);
     let actions = actions::validate(raw.actions, &mut v);
+    let notify = raw.notify.validate(&mut v);
     Config {
         server,
         store,
@@ -323,6 +328,7 @@ fn validate(raw: RawConfig, base_dir: &Path, label: &str, errors: &mut Vec<Confi
         regulation,
         control,
         actions,
+        notify,
         source: label.to_string(),
     }
 }
@@ -556,6 +562,35 @@ permission = "root"
             "actions[1].params.prog.pattern",
             "actions[1].params.x.type",
             "actions[1].permission",
+        ] {
+            assert!(k.contains(&want), "missing {want} in {k:?}");
+        }
+    }
+
+    #[test]
+    fn notify_errors_name_their_keys() {
+        let e = load(
+            r#"
+[notify]
+events = ["kill_switch", "lunch"]
+webhook = [{ url = "http://hooks.example.com/x" }, { secret = "s" }]
+telegram = { chat_id = "" }
+smtp = { host = "mail.example.com", tls = "none", from = "nobody", to = [], username = "u" }
+"#,
+            &[],
+        )
+        .unwrap_err();
+        let k = keys(&e);
+        for want in [
+            "notify.events[1]",
+            "notify.webhook[0].url",
+            "notify.webhook[1].url",
+            "notify.telegram.bot_token_file",
+            "notify.telegram.chat_id",
+            "notify.smtp.tls",
+            "notify.smtp.from",
+            "notify.smtp.to",
+            "notify.smtp.password_file",
         ] {
             assert!(k.contains(&want), "missing {want} in {k:?}");
         }

@@ -197,6 +197,8 @@ pub struct Metrics {
     pub token_cache_hits: AtomicU64,
     pub token_cache_misses: AtomicU64,
     pub audit_entries: DynCounter,
+    /// Notifications by channel and result (ok, failed after retries, dropped).
+    pub notifications: DynCounter,
     /// Set when /metrics is rendered (from the session table).
     pub active_sessions: AtomicU64,
     pub connections: AtomicU64,
@@ -220,6 +222,11 @@ impl Default for Metrics {
                 "gatehouse_auth_failures_total",
                 "Presented credentials that were refused, by reason.",
                 ["reason"],
+            ),
+            notifications: DynCounter::new(
+                "gatehouse_notifications_total",
+                "Notifications by channel (webhook, telegram, smtp) and result (ok, failed, dropped).",
+                &["channel", "result"],
             ),
             jwks_refreshes: DynCounter::new(
                 "gatehouse_jwks_refreshes_total",
@@ -247,6 +254,7 @@ impl Metrics {
         self.decision_duration.render(&mut out);
         self.auth_failures.render(&mut out);
         self.jwks_refreshes.render(&mut out);
+        self.notifications.render(&mut out);
         self.audit_entries.render(&mut out);
         let _ = writeln!(
             out,

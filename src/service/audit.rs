@@ -8,6 +8,7 @@ use super::access::{Admin, Permission};
 use super::DomainError;
 use std::sync::Arc;
 
+use super::notify::Notifier;
 use crate::audit::log::AuditLog;
 use crate::audit::{Entry, NewEntry};
 use crate::store::{AuditFilter, Store};
@@ -70,11 +71,12 @@ pub async fn audited<T, E: Coded + From<DomainError>>(
 pub struct Audit {
     log: Arc<AuditLog>,
     store: Store,
+    notify: Notifier,
 }
 
 impl Audit {
-    pub fn new(log: Arc<AuditLog>, store: Store) -> Self {
-        Audit { log, store }
+    pub fn new(log: Arc<AuditLog>, store: Store, notify: Notifier) -> Self {
+        Audit { log, store, notify }
     }
 
     /// The log itself, for services and system events that write entries.
@@ -104,7 +106,15 @@ impl Audit {
     /// Verifies the whole chain against the signed checkpoints.
     pub async fn verify(&self, who: &Admin) -> Result<crate::audit::chain::Report, DomainError> {
         who.require(Permission::AuditRead)?;
-        Ok(self.log.verify().await?)
+        let report = self.log.verify().await?;
+        if !report.ok {
+            self.notify.notify(
+                "audit_failed",
+                "audit chain verification failed",
+                json!({"error": report.error.as_ref().map(|e| e.to_string()), "entries": report.entries, "by": who.actor()}),
+            );
+        }
+        Ok(report)
     }
 
     /// Records an entry done by gatehouse itself (start, reload, automatic bans).

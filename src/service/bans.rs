@@ -12,6 +12,7 @@ use serde_json::json;
 
 use super::access::{Admin, Permission};
 use super::audit::audited;
+use super::notify::Notifier;
 use super::DomainError;
 use crate::audit::log::AuditLog;
 use crate::audit::NewEntry;
@@ -36,6 +37,18 @@ pub fn counts_as_failure(reason: &str) -> bool {
     )
 }
 
+/// What a [`Bans`] is built from.
+pub struct BansParts {
+    pub store: Store,
+    pub clock: SharedClock,
+    pub audit: Arc<AuditLog>,
+    pub metrics: Arc<Metrics>,
+    pub regulation: Arc<Regulation>,
+    pub trusted_proxies: Arc<[IpNet]>,
+    pub default_ban_secs: i64,
+    pub notify: Notifier,
+}
+
 #[derive(Debug, Clone)]
 pub struct Bans {
     store: Store,
@@ -48,26 +61,20 @@ pub struct Bans {
     trusted_proxies: Arc<[IpNet]>,
     /// `regulation.ban_time` in seconds: a manual ban's default length.
     default_ban_secs: i64,
+    notify: Notifier,
 }
 
 impl Bans {
-    pub fn new(
-        store: Store,
-        clock: SharedClock,
-        audit: Arc<AuditLog>,
-        metrics: Arc<Metrics>,
-        regulation: Arc<Regulation>,
-        trusted_proxies: Arc<[IpNet]>,
-        default_ban_secs: i64,
-    ) -> Self {
+    pub fn new(p: BansParts) -> Self {
         Bans {
-            store,
-            clock,
-            audit,
-            metrics,
-            regulation,
-            trusted_proxies,
-            default_ban_secs,
+            store: p.store,
+            clock: p.clock,
+            audit: p.audit,
+            metrics: p.metrics,
+            regulation: p.regulation,
+            trusted_proxies: p.trusted_proxies,
+            default_ban_secs: p.default_ban_secs,
+            notify: p.notify,
         }
     }
 
@@ -93,6 +100,11 @@ impl Bans {
                     "banned after repeated refused credentials"
                 );
                 self.metrics.auth_failures.inc(["banned"]);
+                self.notify.notify(
+                    "ban",
+                    format!("{} {} banned after {} refused credentials", ban.kind, ban.value, ban.failures),
+                    json!({"kind": ban.kind, "value": ban.value, "reason": ban.reason, "until": crate::clock::rfc3339(ban.expires_at)}),
+                );
                 let this = self.clone();
                 tokio::spawn(async move { this.store_automatic(ban).await });
             }
@@ -207,6 +219,11 @@ impl Bans {
         })
         .await?;
         tracing::warn!(actor = %who.actor(), kind = %ban.kind, value = %ban.value, "ban added by hand");
+        self.notify.notify(
+            "ban",
+            format!("{} {} banned by {}", ban.kind, ban.value, who.actor()),
+            json!({"kind": ban.kind, "value": ban.value, "reason": ban.reason, "until": crate::clock::rfc3339(ban.expires_at)}),
+        );
         Ok(ban)
     }
 

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 use super::access::{Admin, Permission, SteppedUp};
 use super::audit::audited;
+use super::notify::Notifier;
 use super::DomainError;
 use crate::audit::log::AuditLog;
 use crate::audit::NewEntry;
@@ -173,6 +174,7 @@ pub struct Control {
     slots: Arc<BTreeMap<String, Arc<Slot>>>,
     kill: Arc<KillState>,
     engaged: Arc<AtomicBool>,
+    notify: Notifier,
 }
 
 impl std::fmt::Debug for Control {
@@ -190,6 +192,7 @@ impl Control {
         clock: SharedClock,
         audit: Arc<AuditLog>,
         policy: Arc<ArcSwap<Policy>>,
+        notify: Notifier,
     ) -> Self {
         let slots = cfg
             .services
@@ -215,6 +218,7 @@ impl Control {
             slots: Arc::new(slots),
             kill: Default::default(),
             engaged: Default::default(),
+            notify,
         }
     }
 
@@ -409,6 +413,13 @@ impl Control {
         })
         .await;
         tracing::warn!(actor = %who.actor(), service = %name, action = action.as_str(), ok = outcome.is_ok(), "service action");
+        if let Err(DomainError::ActionFailed(o)) = &outcome {
+            self.notify.notify(
+                "service_failed",
+                format!("{} of service {name} by {} failed", action.as_str(), who.actor()),
+                json!({"service": name, "action": action.as_str(), "by": who.actor(), "state": o["state"]}),
+            );
+        }
         outcome
     }
 
@@ -594,6 +605,20 @@ impl Control {
         )
         .await;
         tracing::error!(actor = %who.actor(), reason, ok = run.is_ok(), "kill switch pressed");
+        let outcome = match &run {
+            Ok(r) => {
+                json!({"result": r.result, "services": r.services.iter().map(|s| json!({"service": s["service"], "result": s["result"]})).collect::<Vec<_>>()})
+            }
+            Err(DomainError::ActionFailed(v)) => {
+                json!({"result": v["result"], "services": v["services"].as_array().map(|a| a.iter().map(|s| json!({"service": s["service"], "result": s["result"]})).collect::<Vec<_>>())})
+            }
+            Err(e) => json!({"result": "not run", "error": e.code()}),
+        };
+        self.notify.notify(
+            "kill_switch",
+            format!("kill switch pressed by {}", who.actor()),
+            json!({"reason": reason, "outcome": outcome, "engage_deny": ks.engage_deny}),
+        );
         match run {
             Ok(r) => Ok(Arc::new(r)),
             // A run with failed steps is still the run: the caller sees each step.

@@ -26,6 +26,7 @@ pub mod bans;
 pub mod control;
 pub mod jobs;
 pub mod login;
+pub mod notify;
 pub mod power;
 pub mod reload;
 pub mod sessions;
@@ -46,6 +47,7 @@ pub struct Services {
     pub control: control::Control,
     pub power: power::Power,
     pub actions: actions::Actions,
+    pub notify: notify::Notifier,
 }
 
 /// Why a domain operation did not happen. One `From<DomainError> for ApiError`

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use super::access::{Admin, Permission, SteppedUp};
 use super::audit::audited;
 use super::control::Control;
+use super::notify::Notifier;
 use super::DomainError;
 use crate::audit::log::AuditLog;
 use crate::clock::SharedClock;
@@ -144,6 +145,7 @@ pub struct Power {
     audit: Arc<AuditLog>,
     control: Control,
     machines: Arc<BTreeMap<String, Arc<Machine>>>,
+    notify: Notifier,
 }
 
 impl std::fmt::Debug for Power {
@@ -160,6 +162,7 @@ impl Power {
         clock: SharedClock,
         audit: Arc<AuditLog>,
         control: Control,
+        notify: Notifier,
     ) -> Self {
         let machines = machines
             .iter()
@@ -188,6 +191,7 @@ impl Power {
             audit,
             control,
             machines: Arc::new(machines),
+            notify,
         }
     }
 
@@ -300,6 +304,16 @@ impl Power {
             })
             .await;
             tracing::warn!(actor = %admin.actor(), machine = %name, op = op.as_str(), force, ok = r.is_ok(), "power operation");
+            let (result, state) = match &r {
+                Ok(o) => (o.result, json!(o.power_state)),
+                Err(DomainError::ActionFailed(v)) => ("failed", v["power_state"].clone()),
+                Err(e) => (e.code(), Value::Null),
+            };
+            this.notify.notify(
+                "power",
+                format!("power {} of {name} by {}: {result}", op.as_str(), admin.actor()),
+                json!({"machine": name, "op": op.as_str(), "force": force, "result": result, "power_state": state}),
+            );
             r
         });
         task.await

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::allowlist::Allowlist;
+use super::notify::Notifier;
 use super::DomainError;
 use crate::audit::log::AuditLog;
 use crate::audit::NewEntry;
@@ -29,18 +30,30 @@ pub struct Reload {
     running: Arc<Config>,
     audit: Arc<AuditLog>,
     allowlist: Allowlist,
+    notify: Notifier,
 }
 
 impl Reload {
-    pub fn new(running: Arc<Config>, audit: Arc<AuditLog>, allowlist: Allowlist) -> Self {
+    pub fn new(
+        running: Arc<Config>,
+        audit: Arc<AuditLog>,
+        allowlist: Allowlist,
+        notify: Notifier,
+    ) -> Self {
         Reload {
             running,
             audit,
             allowlist,
+            notify,
         }
     }
 
     async fn failed(&self, target: &str, details: serde_json::Value) {
+        self.notify.notify(
+            "config_reload",
+            format!("configuration reload of {target} failed; the running one stays"),
+            details.clone(),
+        );
         self.audit
             .record(NewEntry::new(
                 "gatehouse",
@@ -108,6 +121,11 @@ impl Reload {
                 ))
             })?;
         self.allowlist.install(prepared);
+        self.notify.notify(
+            "config_reload",
+            format!("configuration reloaded from {}", new.source),
+            serde_json::to_value(&summary).unwrap_or_default(),
+        );
         Ok(summary)
     }
 }

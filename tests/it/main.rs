@@ -14,6 +14,7 @@ mod hostile;
 mod idp_tokens;
 mod login;
 mod monitoring;
+mod notify;
 mod openapi;
 mod power;
 mod proxies;
