@@ -93,6 +93,8 @@ pub struct IssuerHandle {
     source: KeySource,
     keys: ArcSwap<KeySet>,
     loaded: AtomicBool,
+    /// When the keys were last fetched successfully (Unix seconds; 0: never).
+    last_refresh: std::sync::atomic::AtomicI64,
     /// Time of the last on-demand fetch; held only while fetching, never on the hot path.
     refetch_gate: tokio::sync::Mutex<Option<Instant>>,
     /// The discovery document, once fetched (the login flow reads its endpoints).
@@ -116,6 +118,7 @@ impl IssuerHandle {
             },
             keys: ArcSwap::from_pointee(KeySet::default()),
             loaded: AtomicBool::new(false),
+            last_refresh: Default::default(),
             refetch_gate: tokio::sync::Mutex::new(None),
             discovery: ArcSwap::from_pointee(None),
         }
@@ -140,6 +143,7 @@ impl IssuerHandle {
             source: KeySource::Static,
             keys: ArcSwap::from_pointee(keys),
             loaded: AtomicBool::new(true),
+            last_refresh: Default::default(),
             refetch_gate: tokio::sync::Mutex::new(None),
             discovery: ArcSwap::from_pointee(None),
         }
@@ -158,6 +162,11 @@ impl IssuerHandle {
     /// The configured roles claim paths.
     pub fn roles_claims(&self) -> &[ClaimPath] {
         &self.roles_claims
+    }
+
+    /// When the keys were last fetched successfully (Unix seconds), if ever.
+    pub fn last_refresh(&self) -> Option<i64> {
+        Some(self.last_refresh.load(Ordering::Relaxed)).filter(|t| *t > 0)
     }
 
     pub fn is_loaded(&self) -> bool {
@@ -206,6 +215,10 @@ impl IssuerHandle {
         let removed = old.kids().iter().any(|k| !new_kids.contains(k));
         self.keys.store(Arc::new(set));
         self.loaded.store(true, Ordering::Release);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        self.last_refresh.store(now, Ordering::Relaxed);
         Ok(removed)
     }
 }

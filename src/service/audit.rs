@@ -16,11 +16,21 @@ use crate::store::{AuditFilter, Store};
 /// An error that has a stable code for the outcome entry.
 pub trait Coded {
     fn code(&self) -> &'static str;
+    /// What ran, for the outcome entry of a failed action (each step).
+    fn outcome(&self) -> Option<&Value> {
+        None
+    }
 }
 
 impl Coded for DomainError {
     fn code(&self) -> &'static str {
         DomainError::code(self)
+    }
+    fn outcome(&self) -> Option<&Value> {
+        match self {
+            DomainError::ActionFailed(v) => Some(v),
+            _ => None,
+        }
     }
 }
 
@@ -33,6 +43,21 @@ pub async fn audited<T, E: Coded + From<DomainError>>(
     target: &str,
     details: Value,
     change: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    audited_with(log, who, action, target, details, change, |_| Value::Null).await
+}
+
+/// [`audited`], with what the change did in the outcome entry: `describe`
+/// of the result when it succeeded, the error's `outcome` (each step) when
+/// it failed.
+pub async fn audited_with<T, E: Coded + From<DomainError>>(
+    log: &AuditLog,
+    who: &Admin,
+    action: &str,
+    target: &str,
+    details: Value,
+    change: impl std::future::Future<Output = Result<T, E>>,
+    describe: impl FnOnce(&T) -> Value,
 ) -> Result<T, E> {
     let addr = who.client().to_string();
     log.append(NewEntry::new(
@@ -50,9 +75,23 @@ pub async fn audited<T, E: Coded + From<DomainError>>(
         )))
     })?;
     let r = change.await;
-    let (result, mut details) = (if r.is_ok() { "ok" } else { "failed" }, details);
-    if let (Err(e), Some(obj)) = (&r, details.as_object_mut()) {
-        obj.insert("error".into(), json!(e.code()));
+    let result = if r.is_ok() { "ok" } else { "failed" };
+    let mut details = details;
+    if let Some(obj) = details.as_object_mut() {
+        match &r {
+            Ok(t) => {
+                let d = describe(t);
+                if !d.is_null() {
+                    obj.insert("outcome".into(), d);
+                }
+            }
+            Err(e) => {
+                obj.insert("error".into(), json!(e.code()));
+                if let Some(o) = e.outcome() {
+                    obj.insert("outcome".into(), o.clone());
+                }
+            }
+        }
     }
     log.record(NewEntry::new(
         who.actor(),

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use super::access::{Admin, Permission, SteppedUp};
-use super::audit::audited;
+use super::audit::{audited, audited_with};
 use super::notify::Notifier;
 use super::DomainError;
 use crate::audit::log::AuditLog;
@@ -381,36 +381,44 @@ impl Control {
             .await;
             return Err(e);
         };
-        let outcome = audited(&self.audit, who, &audit_action, name, json!({}), async {
-            let steps = self.backend(&slot, action, slot.cfg.timeout).await;
-            let result = if steps.iter().all(|s| s.run.succeeded()) {
-                "ok"
-            } else {
-                "failed"
-            };
-            let (state, _) = self.probe(&slot).await;
-            *slot.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(LastAction {
-                action: action.as_str(),
-                by: who.actor().to_string(),
-                at: self.clock.now(),
-                result,
-                steps: steps.clone(),
-            });
-            let outcome = ActionOutcome {
-                service: name.to_string(),
-                action: action.as_str(),
-                result,
-                steps,
-                state,
-            };
-            if result == "ok" {
-                Ok(outcome)
-            } else {
-                Err(DomainError::ActionFailed(Box::new(
-                    serde_json::to_value(&outcome).unwrap_or_default(),
-                )))
-            }
-        })
+        let outcome = audited_with(
+            &self.audit,
+            who,
+            &audit_action,
+            name,
+            json!({}),
+            async {
+                let steps = self.backend(&slot, action, slot.cfg.timeout).await;
+                let result = if steps.iter().all(|s| s.run.succeeded()) {
+                    "ok"
+                } else {
+                    "failed"
+                };
+                let (state, _) = self.probe(&slot).await;
+                *slot.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(LastAction {
+                    action: action.as_str(),
+                    by: who.actor().to_string(),
+                    at: self.clock.now(),
+                    result,
+                    steps: steps.clone(),
+                });
+                let outcome = ActionOutcome {
+                    service: name.to_string(),
+                    action: action.as_str(),
+                    result,
+                    steps,
+                    state,
+                };
+                if result == "ok" {
+                    Ok(outcome)
+                } else {
+                    Err(DomainError::ActionFailed(Box::new(
+                        serde_json::to_value(&outcome).unwrap_or_default(),
+                    )))
+                }
+            },
+            |o| serde_json::to_value(o).unwrap_or_default(),
+        )
         .await;
         tracing::warn!(actor = %who.actor(), service = %name, action = action.as_str(), ok = outcome.is_ok(), "service action");
         if let Err(DomainError::ActionFailed(o)) = &outcome {
@@ -528,7 +536,7 @@ impl Control {
         let ks = &self.cfg.kill_switch;
         let details =
             json!({"reason": reason, "services": ks.services, "engage_deny": ks.engage_deny});
-        let run = audited(
+        let run = audited_with(
             &self.audit,
             who,
             "control.kill_switch",
@@ -602,6 +610,7 @@ impl Control {
                     )))
                 }
             },
+            |r| serde_json::to_value(r).unwrap_or_default(),
         )
         .await;
         tracing::error!(actor = %who.actor(), reason, ok = run.is_ok(), "kill switch pressed");

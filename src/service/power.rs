@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::access::{Admin, Permission, SteppedUp};
-use super::audit::audited;
+use super::audit::audited_with;
 use super::control::Control;
 use super::notify::Notifier;
 use super::DomainError;
@@ -288,20 +288,28 @@ impl Power {
             let _guard = guard;
             let admin = who.admin();
             let details = json!({"force": force, "services": machine.cfg.services});
-            let r = audited(&this.audit, admin, &action, &name, details, async {
-                let outcome = this.run(&who, &machine, op, force).await;
-                *machine.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(json!({
-                    "op": op.as_str(), "by": admin.actor(), "at": this.clock.now(),
-                    "result": outcome.result, "force": force,
-                }));
-                if outcome.result == "ok" {
-                    Ok(outcome)
-                } else {
-                    Err(DomainError::ActionFailed(Box::new(
-                        serde_json::to_value(&outcome).unwrap_or_default(),
-                    )))
-                }
-            })
+            let r = audited_with(
+                &this.audit,
+                admin,
+                &action,
+                &name,
+                details,
+                async {
+                    let outcome = this.run(&who, &machine, op, force).await;
+                    *machine.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(json!({
+                        "op": op.as_str(), "by": admin.actor(), "at": this.clock.now(),
+                        "result": outcome.result, "force": force,
+                    }));
+                    if outcome.result == "ok" {
+                        Ok(outcome)
+                    } else {
+                        Err(DomainError::ActionFailed(Box::new(
+                            serde_json::to_value(&outcome).unwrap_or_default(),
+                        )))
+                    }
+                },
+                |o| serde_json::to_value(o).unwrap_or_default(),
+            )
             .await;
             tracing::warn!(actor = %admin.actor(), machine = %name, op = op.as_str(), force, ok = r.is_ok(), "power operation");
             let (result, state) = match &r {

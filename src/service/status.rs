@@ -104,7 +104,14 @@ impl Status {
         let issuers = self
             .validator
             .issuers()
-            .map(|i| json!({"issuer": i.issuer, "keys_loaded": i.is_loaded(), "keys": i.key_ids().len()}))
+            .map(|i| {
+                json!({
+                    "issuer": i.issuer,
+                    "keys_loaded": i.is_loaded(),
+                    "keys": i.key_ids().len(),
+                    "last_refresh": i.last_refresh(),
+                })
+            })
             .collect();
         let verification = self
             .audit

@@ -360,6 +360,43 @@ async fn who_may_do_what() {
             None,
             [401, 200, 403, 403, 200, 200, 200],
         ),
+        (
+            "GET",
+            "/api/v1/status",
+            None,
+            [401, 200, 403, 403, 200, 200, 200],
+        ),
+        (
+            "GET",
+            "/api/v1/control/power",
+            None,
+            [401, 403, 403, 403, 200, 200, 200],
+        ),
+        (
+            // Admitted callers reach the lookup: no such machine.
+            "POST",
+            "/api/v1/control/power/nowhere/off",
+            Some(json!({"confirm": "CONFIRM_POWER_OFF"})),
+            [401, 403, 403, 403, 403, 403, 404],
+        ),
+        (
+            "POST",
+            "/api/v1/control/services/nowhere/stop",
+            None,
+            [401, 403, 404, 404, 404, 404, 404],
+        ),
+        (
+            "GET",
+            "/api/v1/actions",
+            None,
+            [401, 200, 200, 200, 200, 200, 200],
+        ),
+        (
+            "POST",
+            "/api/v1/actions/nothing/run",
+            None,
+            [401, 404, 404, 404, 404, 404, 404],
+        ),
     ];
     for (method, path, body, want) in &table {
         for (i, tok) in [
@@ -378,7 +415,11 @@ async fn who_may_do_what() {
                 .call(method, path, tok.map(|s| s.as_str()), body.clone())
                 .await;
             assert_eq!(s, want[i], "{method} {path} as caller {i}: {v}");
-            if s == 403 && (i == 4 || i == 5) && path.contains("kill-switch") && *method == "POST" {
+            if s == 403
+                && (i == 4 || i == 5)
+                && (path.contains("kill-switch") || path.contains("power/"))
+                && *method == "POST"
+            {
                 assert_eq!(v["error"]["code"], "step_up_required", "{v}");
                 assert!(v["error"]["login_url"]
                     .as_str()
@@ -886,6 +927,7 @@ async fn the_status_overview() {
     assert_eq!(v["audit"]["last_verification"]["ok"], true);
     assert_eq!(v["sessions"]["active"], 0);
     assert_eq!(v["power"], json!([]), "no machines configured here");
+    assert!(v["issuers"][0].get("last_refresh").is_some(), "{v}");
 }
 
 /// The systemd backend against the machine's own systemd. Where systemd is not

@@ -228,6 +228,21 @@ async fn on_then_a_graceful_off_that_stops_the_services_first() {
             .collect::<Vec<_>>(),
         vec!["refused", "refused", "requested", "ok"]
     );
+    let outcome = page
+        .iter()
+        .find(|e| e.action == "control.power.off" && e.result == "ok")
+        .unwrap();
+    let logged: Vec<&str> = outcome.details["outcome"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        logged,
+        vec!["stop_services", "GracefulShutdown", "wait Off"],
+        "each step is in the audit log too"
+    );
     assert!(
         page.iter()
             .all(|e| !e.details.to_string().contains("s3cret-bmc-pw")),
