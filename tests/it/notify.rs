@@ -137,6 +137,41 @@ impl Smtp {
     }
 }
 
+impl Smtp {
+    /// tests/smtp/server.py: STARTTLS and AUTH required, for `user`/`password`.
+    fn start_with_auth(user: &str, password: &str) -> Smtp {
+        let maildir = tempfile::tempdir().unwrap();
+        let (ca, cert, key) = common::redfish::private_ca(maildir.path());
+        let port = free_port();
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp/server.py");
+        let child = std::process::Command::new("python3")
+            .arg(script)
+            .arg(port.to_string())
+            .arg(&cert)
+            .arg(&key)
+            .arg(maildir.path().join("mail"))
+            .args([user, password])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 tests/smtp/server.py (pip install aiosmtpd)");
+        let t = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "the SMTP server did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Smtp {
+            child,
+            port,
+            maildir,
+            ca,
+        }
+    }
+}
+
 impl Drop for Smtp {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -330,4 +365,51 @@ async fn a_failing_receiver_is_retried_counted_and_holds_nothing_up() {
     );
     until("the mail", || !smtp.messages().is_empty()).await;
     assert!(smtp.messages()[0].contains("banned by root"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_authenticates_after_starttls_and_a_wrong_password_is_counted() {
+    let good = Smtp::start_with_auth("gh", "mail-secret");
+    let bad = Smtp::start_with_auth("gh", "mail-secret");
+    let smtp = |s: &Smtp, pw: &str| {
+        format!(
+            "smtp = {{ host = \"127.0.0.1\", port = {}, tls = \"starttls\", username = \"gh\", password = \"{pw}\", from = \"gatehouse@example.com\", to = [\"ops@example.com\"], ca_file = \"{}\" }}",
+            s.port,
+            s.ca.display()
+        )
+    };
+    let a = Server::start(&config_with(&format!(
+        "[notify]\n{}",
+        smtp(&good, "mail-secret")
+    )))
+    .await;
+    let b = Server::start(&config_with(&format!(
+        "[notify]\n{}",
+        smtp(&bad, "guessed")
+    )))
+    .await;
+    for gh in [&a, &b] {
+        let admin = gh.mint_as("root", &["admin"], false, 0);
+        let (s, _) = gh
+            .api(
+                "POST",
+                "/api/v1/bans",
+                Some(&admin),
+                Some(json!({"kind": "user", "value": "mallory", "duration": "1h"})),
+            )
+            .await;
+        assert_eq!(s, 200);
+    }
+    until("the mail", || !good.messages().is_empty()).await;
+    assert!(good.messages()[0].contains("Subject: gatehouse: user mallory banned by root"));
+    until_metric(
+        &b,
+        "gatehouse_notifications_total{channel=\"smtp\",result=\"failed\"}",
+        1,
+    )
+    .await;
+    assert!(
+        bad.messages().is_empty(),
+        "a wrong password delivers nothing"
+    );
 }
