@@ -38,6 +38,9 @@ pub struct AuditLog {
     append_gate: tokio::sync::Mutex<()>,
     jsonl: Mutex<()>,
     checkpoints: Mutex<CheckpointState>,
+    /// Every committed entry, for live subscribers (the admin socket); a send
+    /// never waits, a subscriber that falls behind loses the oldest.
+    events: tokio::sync::broadcast::Sender<Entry>,
     /// The last verification's time and report (for the status overview).
     last_verification: Mutex<Option<(i64, Report)>>,
     http: reqwest::Client,
@@ -69,6 +72,7 @@ impl AuditLog {
                 last_at: clock.now(),
             }),
             last_verification: Mutex::new(None),
+            events: tokio::sync::broadcast::channel(1024).0,
             clock,
             http: crate::crypto::http_client()
                 .timeout(Duration::from_secs(5))
@@ -93,6 +97,7 @@ impl AuditLog {
                 .await?
         };
         self.metrics.audit_entries.inc(&[&e.action]);
+        let _ = self.events.send(e.clone());
         if let Err(err) = self.mirror(&e) {
             tracing::error!(error = %err, "cannot write the audit JSON-lines mirror");
         }
@@ -218,6 +223,11 @@ impl AuditLog {
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some((self.clock.now(), report.clone()));
         Ok(report)
+    }
+
+    /// Entries as they commit (live events).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Entry> {
+        self.events.subscribe()
     }
 
     /// When the chain was last verified by this process, and the report.

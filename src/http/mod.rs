@@ -6,3 +6,4 @@ pub mod login;
 pub mod ops;
 pub mod server;
 pub mod wire;
+pub mod ws;

@@ -78,6 +78,7 @@ pub fn router(state: AppState) -> Router {
             post(http::api::control::power_action),
         )
         .route("/api/v1/status", get(http::api::control::status))
+        .route("/api/v1/ws", get(http::ws::ws))
         .route("/api/v1/actions", get(http::api::actions::list))
         .route("/api/v1/actions/{name}/run", post(http::api::actions::run))
         .route(

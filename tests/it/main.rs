@@ -22,3 +22,4 @@ mod regulation;
 mod sessions_api;
 mod store;
 mod wire;
+mod ws;

@@ -102,6 +102,7 @@ pub struct LineError {
         control::kill_switch, control::press, control::release, control::status,
         control::power, control::power_action,
         actions::list, actions::run, actions::get_run,
+        crate::http::ws::ws,
         openapi,
     ),
     components(schemas(ErrorBody, ErrorDetail, LineError, ParamError, actions::RunRequest, bans::NewBan, allowlist::NewEntry, control::Press, control::PowerRequest)),

@@ -1,0 +1,157 @@
+//! The admin event stream, `/api/v1/ws`: refusals before the upgrade as JSON,
+//! the greeting, ping/pong, stats, audit entries as they commit (by topic),
+//! and the close with 1008 when the credential ends.
+
+use std::time::Duration;
+
+use crate::common;
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn open(gh: &Server, token: &str) -> Ws {
+    let url = format!("ws://{}/api/v1/ws?token={token}", gh.addr);
+    tokio_tungstenite::connect_async(url)
+        .await
+        .expect("upgrade")
+        .0
+}
+
+/// The next text message as JSON (bounded wait).
+async fn next(ws: &mut Ws) -> Value {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a message within 10 s")
+            .expect("the socket is open")
+            .expect("a frame");
+        if let Message::Text(t) = m {
+            return serde_json::from_str(t.as_str()).unwrap();
+        }
+    }
+}
+
+async fn say(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_come_before_the_upgrade_as_json() {
+    let gh = Server::start(&config_with("")).await;
+    let url = format!("ws://{}/api/v1/ws", gh.addr);
+    match tokio_tungstenite::connect_async(&url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 401),
+        other => panic!("expected a 401 before the upgrade: {other:?}"),
+    }
+    match tokio_tungstenite::connect_async(format!("{url}?token=not-a-token")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 401),
+        other => panic!("expected a 401: {other:?}"),
+    }
+    let nobody = gh.mint("nina", &[]);
+    match tokio_tungstenite::connect_async(format!("{url}?token={nobody}")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 403),
+        other => panic!("a caller with no permission: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn greeting_ping_stats_and_events_as_they_commit() {
+    let gh = Server::start(&config_with("")).await;
+    let admin = gh.mint("root", &["admin"]);
+    let mut ws = open(&gh, &admin).await;
+    let hello = next(&mut ws).await;
+    assert_eq!(hello["type"], "connection_established");
+    assert_eq!(hello["user"], "root");
+    assert!(hello["permissions"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("audit:read")));
+    assert!(hello["expires_at"].as_i64().unwrap() > hello["server_time"].as_i64().unwrap());
+
+    say(&mut ws, json!({"type": "ping"})).await;
+    assert_eq!(next(&mut ws).await["type"], "pong");
+    say(&mut ws, json!({"type": "get_stats"})).await;
+    let stats = next(&mut ws).await;
+    assert_eq!(stats["type"], "stats_update");
+    assert_eq!(stats["kill_switch"]["engaged"], false);
+    say(
+        &mut ws,
+        json!({"type": "subscribe", "topics": ["bans", "weather"]}),
+    )
+    .await;
+    assert_eq!(next(&mut ws).await["code"], "unknown_topic");
+    say(&mut ws, json!({"type": "subscribe", "topics": ["bans"]})).await;
+    assert_eq!(next(&mut ws).await["topics"], json!(["bans"]));
+
+    let (s, _) = gh
+        .api(
+            "POST",
+            "/api/v1/bans",
+            Some(&admin),
+            Some(json!({"kind": "ip", "value": "198.51.100.4", "duration": "1h"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let ev = next(&mut ws).await;
+    assert_eq!(
+        (ev["type"].as_str(), ev["topic"].as_str()),
+        (Some("event"), Some("bans"))
+    );
+    assert_eq!(ev["entry"]["action"], "ban.add");
+    assert_eq!(ev["entry"]["result"], "requested", "intent first");
+    assert_eq!(next(&mut ws).await["entry"]["result"], "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_socket_closes_with_1008_when_its_session_ends() {
+    let gh = Server::start(&config_with("")).await;
+    let req = gatehouse::identity::MintRequest {
+        sub: "alice".into(),
+        roles: vec!["admin".into()],
+        ttl_secs: 3600,
+        sid: Some("sid-ws".into()),
+        ..Default::default()
+    };
+    let alice = gh
+        .state
+        .local
+        .as_ref()
+        .unwrap()
+        .mint(&req, gh.state.clock.now())
+        .unwrap();
+    let root = gh.mint("root", &["admin"]);
+    let mut ws = open(&gh, &alice).await;
+    assert_eq!(next(&mut ws).await["type"], "connection_established");
+    let started = std::time::Instant::now();
+    let (s, _) = gh
+        .api(
+            "POST",
+            "/api/v1/sessions/terminate-all?user=alice",
+            Some(&root),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("closed in time")
+        {
+            Some(Ok(Message::Close(Some(f)))) => {
+                assert_eq!(u16::from(f.code), 1008);
+                assert_eq!(f.reason.as_str(), "session_ended");
+                break;
+            }
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame: {other:?}"),
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "within a second or so"
+    );
+}
