@@ -54,6 +54,8 @@ pub struct Inner {
     pub usage: Arc<Usage>,
     /// The domain operations (see `crate::service`).
     pub services: Services,
+    /// Open admin sockets by user (`http::ws` keeps it).
+    pub sockets: std::sync::Mutex<std::collections::HashMap<String, usize>>,
 }
 
 /// The session secret: inline, from `session.secret_file` (created when
@@ -259,6 +261,7 @@ pub async fn build_state(config: Config, clock: Option<SharedClock>) -> anyhow::
         regulation,
         usage,
         services,
+        sockets: Default::default(),
     }))
 }
 

@@ -204,6 +204,10 @@ pub struct Metrics {
     pub connections: AtomicU64,
     /// Connections that left the decision fast path for the general server.
     pub connections_general: AtomicU64,
+    /// Admin socket events not delivered because the socket read too slowly.
+    pub ws_events_dropped: AtomicU64,
+    /// Admin sockets refused for the per-user or total limit.
+    pub ws_refused: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -243,6 +247,8 @@ impl Default for Metrics {
             active_sessions: AtomicU64::new(0),
             connections: AtomicU64::new(0),
             connections_general: AtomicU64::new(0),
+            ws_events_dropped: AtomicU64::new(0),
+            ws_refused: AtomicU64::new(0),
         }
     }
 }
@@ -281,6 +287,16 @@ impl Metrics {
                 "gatehouse_connections_general_total",
                 "Connections handed from the decision fast path to the general HTTP server (another endpoint, or an unusual request).",
                 &self.connections_general,
+            ),
+            (
+                "gatehouse_ws_events_dropped_total",
+                "Admin socket events dropped because the socket read too slowly (the server never waits for one).",
+                &self.ws_events_dropped,
+            ),
+            (
+                "gatehouse_ws_refused_total",
+                "Admin sockets refused for the per-user or total limit.",
+                &self.ws_refused,
             ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}");

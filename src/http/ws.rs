@@ -1,11 +1,15 @@
 //! `GET /api/v1/ws` — the admin event stream (first part of issue #12):
 //! authentication by bearer token, `?token=` (browsers cannot set headers on a
 //! WebSocket) or the session cookie (then the `Origin` must be gatehouse's
-//! own); refusals before the upgrade are the API's JSON 401/403. After it:
+//! own); refusals before the upgrade are the API's JSON 401/403, and 429 past
+//! [`MAX_PER_USER`] sockets of one user or [`MAX_TOTAL`] in all. After it:
 //! `connection_established`, `ping` → `pong`, `get_stats` → `stats_update`,
 //! `subscribe` to topics, `event` messages for audit entries as they commit
-//! (callers with `audit:read`), and a close with 1008 within a second of the
-//! credential's end (`token_expired`, `session_ended`, `banned`).
+//! (callers with `audit:read`; a socket that reads too slowly loses events,
+//! counted in `/metrics`, and never slows the server), `token_expiring` at
+//! most 60 s before a token expires and `refresh` with a new token for the
+//! same subject, and a close with 1008 within a second of the credential's
+//! end (`token_expired`, `session_ended`, `banned`).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -25,6 +29,41 @@ use crate::app::AppState;
 use crate::decision::Identity;
 use crate::identity::session::session_id;
 use crate::service::access::{self, Admin, Permission};
+
+/// Open admin sockets at most, per user and in all.
+pub const MAX_PER_USER: usize = 8;
+pub const MAX_TOTAL: usize = 256;
+/// `token_expiring` comes this long before the credential expires.
+const EXPIRY_WARNING_SECS: i64 = 60;
+
+/// A place among this server's open sockets (`AppState::sockets`), given
+/// back when the socket ends.
+struct Slot(AppState, String);
+
+impl Slot {
+    fn take(st: &AppState, user: &str) -> Option<Slot> {
+        let mut map = st.sockets.lock().unwrap_or_else(|e| e.into_inner());
+        let total: usize = map.values().sum();
+        let mine = map.get(user).copied().unwrap_or(0);
+        if total >= MAX_TOTAL || mine >= MAX_PER_USER {
+            return None;
+        }
+        map.insert(user.to_string(), mine + 1);
+        Some(Slot(st.clone(), user.to_string()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut map = self.0.sockets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.1);
+            }
+        }
+    }
+}
 
 /// Topics a client may subscribe to.
 const TOPICS: &[&str] = &["audit", "sessions", "bans", "allowlist", "control"];
@@ -89,9 +128,18 @@ pub async fn ws(
         }
     };
     let who = access::admit_any(&st.config, identity.clone(), ask.client)?;
+    let Some(slot) = Slot::take(&st, &identity.user) else {
+        st.metrics
+            .ws_refused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Err(ApiError::TooManySockets);
+    };
     Ok(upgrade
         .max_message_size(64 * 1024)
-        .on_upgrade(move |socket| serve(st, who, identity, cred, socket)))
+        .on_upgrade(move |socket| async move {
+            serve(st, who, identity, cred, socket).await;
+            drop(slot);
+        }))
 }
 
 async fn send(socket: &mut WebSocket, v: Value) -> bool {
@@ -138,10 +186,11 @@ fn stats(st: &AppState) -> Value {
 async fn serve(
     st: AppState,
     who: Admin,
-    id: Arc<Identity>,
+    mut id: Arc<Identity>,
     cred: Credential,
     mut socket: WebSocket,
 ) {
+    let mut warned = false;
     let mut events = st.services.audit.log().subscribe();
     let mut topics: BTreeSet<&'static str> = TOPICS.iter().copied().collect();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -166,6 +215,18 @@ async fn serve(
                 let v: Value = serde_json::from_str(text.as_str()).unwrap_or(Value::Null);
                 let answer = match v["type"].as_str() {
                     Some("ping") => json!({"type": "pong", "server_time": st.clock.now()}),
+                    Some("refresh") => match (&cred, v["token"].as_str()) {
+                        (Credential::Token, Some(t)) => match authenticate(&st, t).await {
+                            Ok(new) if new.sub == id.sub && new.issuer == id.issuer => {
+                                id = new;
+                                warned = false;
+                                json!({"type": "refreshed", "expires_at": id.exp})
+                            }
+                            Ok(_) => json!({"type": "error", "code": "other_subject", "message": "a refresh must be for the same subject"}),
+                            Err(_) => json!({"type": "error", "code": "invalid_token", "message": "the new token was not accepted"}),
+                        },
+                        _ => json!({"type": "error", "code": "bad_message", "message": "refresh takes {\"token\": ...} on a token-authenticated socket"}),
+                    },
                     Some("get_stats") => stats(&st),
                     Some("subscribe") => {
                         let asked: Vec<&str> = v["topics"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
@@ -187,6 +248,7 @@ async fn serve(
                 let e = match e {
                     Ok(e) => e,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        st.metrics.ws_events_dropped.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
                         let _ = send(&mut socket, json!({"type": "error", "code": "lagged", "message": format!("{n} events were dropped: this socket read too slowly")})).await;
                         continue;
                     }
@@ -204,6 +266,14 @@ async fn serve(
                 if let Some(reason) = ended(&st, &id, &cred) {
                     close(socket, reason).await;
                     return;
+                }
+                let left = id.exp - st.clock.now();
+                if matches!(cred, Credential::Token) && !warned && left <= EXPIRY_WARNING_SECS {
+                    warned = true;
+                    let msg = json!({"type": "token_expiring", "call_refresh": true, "time_remaining_seconds": left.max(0)});
+                    if !send(&mut socket, msg).await {
+                        return;
+                    }
                 }
             }
         }

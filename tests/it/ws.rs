@@ -155,3 +155,78 @@ async fn the_socket_closes_with_1008_when_its_session_ends() {
         "within a second or so"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockets_per_user_are_limited() {
+    let gh = Server::start(&config_with("")).await;
+    let token = gh.mint("many-sockets", &["admin"]);
+    let mut open_ones = vec![];
+    for _ in 0..gatehouse::http::ws::MAX_PER_USER {
+        let mut ws = open(&gh, &token).await;
+        assert_eq!(next(&mut ws).await["type"], "connection_established");
+        open_ones.push(ws);
+    }
+    let url = format!("ws://{}/api/v1/ws?token={token}", gh.addr);
+    match tokio_tungstenite::connect_async(&url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 429),
+        other => panic!("one socket too many: {other:?}"),
+    }
+    assert_eq!(gh.metric("gatehouse_ws_refused_total").await, 1);
+    let mut first = open_ones.remove(0);
+    first.close(None).await.unwrap();
+    drop(first);
+    let t = std::time::Instant::now();
+    loop {
+        if let Ok((mut ws, _)) = tokio_tungstenite::connect_async(&url).await {
+            assert_eq!(next(&mut ws).await["type"], "connection_established");
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "a closed socket gives its place back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expiring_token_is_announced_and_refreshed_in_place() {
+    let gh = Server::start(&config_with("")).await;
+    let mint = |sub: &str, ttl: i64| {
+        let req = gatehouse::identity::MintRequest {
+            sub: sub.into(),
+            roles: vec!["admin".into()],
+            ttl_secs: ttl,
+            ..Default::default()
+        };
+        gh.state
+            .local
+            .as_ref()
+            .unwrap()
+            .mint(&req, gh.state.clock.now())
+            .unwrap()
+    };
+    let mut ws = open(&gh, &mint("erin", 40)).await;
+    assert_eq!(next(&mut ws).await["type"], "connection_established");
+    let warn = next(&mut ws).await;
+    assert_eq!(warn["type"], "token_expiring", "{warn}");
+    assert_eq!(warn["call_refresh"], true);
+    let left = warn["time_remaining_seconds"].as_i64().unwrap();
+    assert!((0..=60).contains(&left), "{warn}");
+    say(
+        &mut ws,
+        json!({"type": "refresh", "token": mint("mallory", 3600)}),
+    )
+    .await;
+    assert_eq!(next(&mut ws).await["code"], "other_subject");
+    say(&mut ws, json!({"type": "refresh", "token": "garbage"})).await;
+    assert_eq!(next(&mut ws).await["code"], "invalid_token");
+    say(
+        &mut ws,
+        json!({"type": "refresh", "token": mint("erin", 3600)}),
+    )
+    .await;
+    let r = next(&mut ws).await;
+    assert_eq!(r["type"], "refreshed");
+    assert!(r["expires_at"].as_i64().unwrap() > gh.state.clock.now() + 3000);
+}

@@ -180,6 +180,8 @@ pub enum ApiError {
     ActionFailed(Box<serde_json::Value>),
     /// An action's parameters: every bad one, named.
     InvalidParams(Vec<(String, String)>),
+    /// Too many admin sockets open (for this user, or in all).
+    TooManySockets,
     /// Details go to the log once; the client gets a generic message.
     Internal(String),
 }
@@ -201,6 +203,7 @@ impl ApiError {
             ApiError::Busy(_) => "busy",
             ApiError::ActionFailed(_) => "action_failed",
             ApiError::InvalidParams(_) => "invalid_params",
+            ApiError::TooManySockets => "too_many_sockets",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -296,6 +299,11 @@ impl IntoResponse for ApiError {
                     format!("{n} parameter(s) are not valid; nothing was run"),
                 )
             }
+            ApiError::TooManySockets => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_sockets",
+                "too many admin sockets are open; close one first".to_string(),
+            ),
             ApiError::Internal(detail) => {
                 tracing::error!(error = %detail, "companion API failure");
                 (
