@@ -39,6 +39,15 @@ impl<const N: usize> StaticCounter<N> {
             .fetch_add(1, Ordering::Relaxed);
     }
 
+    /// The total over every label set whose `index`-th label is `value`.
+    pub fn sum_where(&self, index: usize, value: &str) -> u64 {
+        let map = self.values.read().unwrap_or_else(|e| e.into_inner());
+        map.iter()
+            .filter(|(k, _)| k.get(index) == Some(&value))
+            .map(|(_, c)| c.load(Ordering::Relaxed))
+            .sum()
+    }
+
     pub fn get(&self, key: [&'static str; N]) -> u64 {
         let map = self.values.read().unwrap_or_else(|e| e.into_inner());
         map.get(&key).map_or(0, |c| c.load(Ordering::Relaxed))

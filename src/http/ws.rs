@@ -172,15 +172,40 @@ fn ended(st: &AppState, id: &Identity, cred: &Credential) -> Option<&'static str
     }
 }
 
-fn stats(st: &AppState) -> Value {
+/// How often `stats_update` comes without being asked.
+const STATS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Decisions by result so far: (allow, unauthenticated, forbidden).
+fn decisions(st: &AppState) -> [u64; 3] {
+    let d = &st.metrics.decisions;
+    [
+        d.sum_where(1, "allow"),
+        d.sum_where(1, "unauthenticated"),
+        d.sum_where(1, "forbidden"),
+    ]
+}
+
+/// `stats_update`: decisions by result since `since` (the last update on this
+/// socket), and the counts of the moment.
+fn stats(st: &AppState, since: &mut ([u64; 3], std::time::Instant)) -> Value {
     let now = st.clock.now();
     let inactivity = st.config.session.inactivity.as_secs() as i64;
-    json!({
+    let d = decisions(st);
+    let secs = since.1.elapsed().as_secs_f64().max(0.001);
+    let per_sec = |i: usize| ((d[i] - since.0[i]) as f64 / secs * 10.0).round() / 10.0;
+    let out = json!({
         "type": "stats_update",
+        "decisions": {"allow": d[0] - since.0[0], "unauthenticated": d[1] - since.0[1], "forbidden": d[2] - since.0[2]},
+        "decisions_per_second": {"allow": per_sec(0), "unauthenticated": per_sec(1), "forbidden": per_sec(2)},
+        "interval_secs": (secs * 10.0).round() / 10.0,
         "active_sessions": st.sessions.count_alive(now, inactivity),
+        "bans": st.regulation.bans_in_force(now),
+        "allowlist_entries": st.policy.load().allowlist.entries().len(),
         "kill_switch": {"engaged": st.services.control.engaged()},
         "server_time": now,
-    })
+    });
+    *since = (d, std::time::Instant::now());
+    out
 }
 
 async fn serve(
@@ -194,6 +219,9 @@ async fn serve(
     let mut events = st.services.audit.log().subscribe();
     let mut topics: BTreeSet<&'static str> = TOPICS.iter().copied().collect();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut stats_tick = tokio::time::interval(STATS_INTERVAL);
+    stats_tick.tick().await;
+    let mut since = (decisions(&st), std::time::Instant::now());
     let hello = json!({
         "type": "connection_established",
         "user": id.user,
@@ -227,7 +255,7 @@ async fn serve(
                         },
                         _ => json!({"type": "error", "code": "bad_message", "message": "refresh takes {\"token\": ...} on a token-authenticated socket"}),
                     },
-                    Some("get_stats") => stats(&st),
+                    Some("get_stats") => stats(&st, &mut since),
                     Some("subscribe") => {
                         let asked: Vec<&str> = v["topics"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
                         match asked.iter().find(|t| !TOPICS.contains(t)) {
@@ -260,6 +288,11 @@ async fn serve(
                     if !send(&mut socket, ev).await {
                         return;
                     }
+                }
+            }
+            _ = stats_tick.tick() => {
+                if !send(&mut socket, stats(&st, &mut since)).await {
+                    return;
                 }
             }
             _ = tick.tick() => {

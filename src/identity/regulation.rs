@@ -70,6 +70,10 @@ impl BanSnapshot {
     pub fn is_empty(&self) -> bool {
         self.until.is_empty()
     }
+    /// Bans in force at `now`.
+    pub fn in_force(&self, now: i64) -> usize {
+        self.until.values().filter(|u| now < **u).count()
+    }
     fn banned(&self, k: &BanKey, now: i64) -> bool {
         self.until.get(k).is_some_and(|u| now < *u)
     }
@@ -105,6 +109,11 @@ impl Regulation {
     }
 
     /// Replaces the bans in force (from the store).
+    /// Bans in force at `now`.
+    pub fn bans_in_force(&self, now: i64) -> usize {
+        self.bans.load().in_force(now)
+    }
+
     pub fn load(&self, bans: &[Ban]) {
         self.bans
             .store(std::sync::Arc::new(BanSnapshot::from_bans(bans)));

@@ -230,3 +230,122 @@ async fn an_expiring_token_is_announced_and_refreshed_in_place() {
     assert_eq!(r["type"], "refreshed");
     assert!(r["expires_at"].as_i64().unwrap() > gh.state.clock.now() + 3000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_count_decisions_and_the_state_of_the_moment() {
+    let gh = Server::start(&config_with("")).await;
+    let admin = gh.mint("root", &["admin"]);
+    let mut ws = open(&gh, &admin).await;
+    assert_eq!(next(&mut ws).await["type"], "connection_established");
+    say(&mut ws, json!({"type": "subscribe", "topics": []})).await;
+    assert_eq!(next(&mut ws).await["type"], "subscribed");
+    let user = gh.mint("alice", &[]);
+    assert_eq!(gh.forward_status("app.example.com", "/", &user).await, 200);
+    assert_eq!(gh.forward_status("app.example.com", "/x", &user).await, 200);
+    assert_eq!(
+        gh.forward_status("app.example.com", "/", "garbage").await,
+        401
+    );
+    let (s, _) = gh
+        .api(
+            "POST",
+            "/api/v1/bans",
+            Some(&admin),
+            Some(json!({"kind": "user", "value": "mallory", "duration": "1h"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    say(&mut ws, json!({"type": "get_stats"})).await;
+    let st = next(&mut ws).await;
+    assert_eq!(st["type"], "stats_update");
+    assert_eq!(
+        st["decisions"],
+        json!({"allow": 2, "unauthenticated": 1, "forbidden": 0}),
+        "{st}"
+    );
+    assert_eq!(st["bans"], 1);
+    assert_eq!(st["allowlist_entries"], 0);
+    say(&mut ws, json!({"type": "get_stats"})).await;
+    assert_eq!(
+        next(&mut ws).await["decisions"],
+        json!({"allow": 0, "unauthenticated": 0, "forbidden": 0}),
+        "counts are per interval"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_cookie_opens_a_socket_only_from_gatehouses_own_origin() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let gh = Server::start(&config_with("")).await;
+    let cookie =
+        gatehouse::identity::seal::random_token(gatehouse::identity::session::SESSION_COOKIE_BYTES);
+    let now = gh.state.clock.now();
+    let record = gatehouse::store::SessionRecord {
+        id: gatehouse::identity::session::session_id(&cookie),
+        issuer: "gatehouse-local".into(),
+        subject: "carol".into(),
+        username: "carol".into(),
+        groups: vec!["admin".into()],
+        email: None,
+        name: None,
+        acr: None,
+        amr: vec![],
+        auth_time: Some(now),
+        sid: None,
+        client_addr: None,
+        user_agent: None,
+        created_at: now,
+        last_seen: now,
+        expires_at: now + 3600,
+        terminated_at: None,
+        terminated_by: None,
+        id_token: None,
+        refresh_token: None,
+        refresh_at: None,
+    };
+    gh.store().await.insert_session(&record).await.unwrap();
+    gh.state.services.sessions.reload().await.unwrap();
+    let request = |origin: &str| {
+        let mut r = format!("ws://{}/api/v1/ws", gh.addr)
+            .into_client_request()
+            .unwrap();
+        r.headers_mut().insert(
+            "Cookie",
+            format!("gatehouse_session={cookie}").parse().unwrap(),
+        );
+        r.headers_mut().insert("Origin", origin.parse().unwrap());
+        r
+    };
+    match tokio_tungstenite::connect_async(request("https://evil.example")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 403),
+        other => panic!("another site must not open an admin socket with the cookie: {other:?}"),
+    }
+    let (mut ws, _) = tokio_tungstenite::connect_async(request("https://auth.example.com"))
+        .await
+        .expect("same origin");
+    assert_eq!(next(&mut ws).await["user"], "carol");
+    // Terminated: the socket closes with session_ended.
+    let root = gh.mint("root", &["admin"]);
+    let (s, _) = gh
+        .api(
+            "DELETE",
+            &format!("/api/v1/sessions/{}", record.id),
+            Some(&root),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("closed in time")
+        {
+            Some(Ok(Message::Close(Some(f)))) => {
+                assert_eq!(f.reason.as_str(), "session_ended");
+                break;
+            }
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame: {other:?}"),
+        }
+    }
+}
