@@ -377,6 +377,28 @@ async fn scenarios(w: World) {
     );
     let r = auth("/api/v1/me".into(), vec![("Authorization", alice.clone())]).await;
     assert_eq!(r.status, 200, "{name}: the API through the proxy\n{r:?}");
+    // The admin socket through the proxy: the upgrade passes, the greeting arrives.
+    {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = format!("ws://{}/api/v1/ws?token={}", w.proxy.addr, w.alice)
+            .into_client_request()
+            .unwrap();
+        req.headers_mut()
+            .insert("Host", "auth.example.com".parse().unwrap());
+        let (mut sock, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: the WebSocket upgrade through the proxy: {e}"));
+        let hello = tokio::time::timeout(std::time::Duration::from_secs(10), sock.next())
+            .await
+            .expect("a greeting")
+            .expect("open")
+            .expect("a frame");
+        assert!(
+            hello.to_text().unwrap().contains("connection_established"),
+            "{name}: {hello:?}"
+        );
+    }
     assert!(r.body.contains("\"alice\""), "{name}: {}", r.body);
     let forged = format!(
         "Bearer {}.{}",
