@@ -326,6 +326,11 @@ impl Control {
     /// Every configured service with its live state (asked in parallel).
     pub async fn services(&self, who: &Admin) -> Result<Vec<ServiceView>, DomainError> {
         who.require(Permission::ControlServices)?;
+        self.views().await
+    }
+
+    /// Every configured service as listed, in configuration order.
+    async fn views(&self) -> Result<Vec<ServiceView>, DomainError> {
         let mut set = tokio::task::JoinSet::new();
         for (i, slot) in self.slots.values().enumerate() {
             let (this, slot) = (self.clone(), slot.clone());
@@ -547,23 +552,8 @@ impl Control {
                 if ks.engage_deny {
                     self.set_engaged(true, who.actor()).await?;
                 }
-                let mut set = tokio::task::JoinSet::new();
-                for name in &ks.services {
-                    let Ok(slot) = self.slot(name) else { continue };
-                    let (this, slot, timeout) = (self.clone(), slot.clone(), ks.timeout);
-                    // The kill switch's own limit, whatever the service's is.
-                    set.spawn(async move {
-                        let mut steps = this.backend(&slot, ServiceAction::Stop, timeout).await;
-                        steps.pop().map(|s| (slot.cfg.name.clone(), s))
-                    });
-                }
-                let mut stops = Vec::new();
-                while let Some(r) = set.join_next().await {
-                    if let Ok(Some(s)) = r {
-                        stops.push(s);
-                    }
-                }
-                stops.sort_by_key(|(n, _)| ks.services.iter().position(|x| x == n));
+                // The kill switch's own limit, whatever the services' are.
+                let stops = self.stop_all(&ks.services, ks.timeout).await;
                 let mut after = Vec::new();
                 for argv in &ks.after {
                     let r = command::run(&Spec {
@@ -646,6 +636,16 @@ impl Control {
         names: &[String],
         timeout: Duration,
     ) -> Vec<Step> {
+        self.stop_all(names, timeout)
+            .await
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect()
+    }
+
+    /// Stops these services in parallel, each within `timeout`; the stops in
+    /// the order of `names`, each with its service's name.
+    async fn stop_all(&self, names: &[String], timeout: Duration) -> Vec<(String, Step)> {
         let mut set = tokio::task::JoinSet::new();
         for name in names {
             let Ok(slot) = self.slot(name) else { continue };
@@ -662,7 +662,7 @@ impl Control {
             }
         }
         stops.sort_by_key(|(n, _)| names.iter().position(|x| x == n));
-        stops.into_iter().map(|(_, s)| s).collect()
+        stops
     }
 
     /// Releases the kill switch's deny: rules apply again.
@@ -708,20 +708,12 @@ impl Control {
     /// Each service's name, backend and live state (for the status
     /// overview; the last action is the services list's to show).
     pub async fn overview(&self) -> Vec<Value> {
-        let mut set = tokio::task::JoinSet::new();
-        for (i, slot) in self.slots.values().enumerate() {
-            let (this, slot) = (self.clone(), slot.clone());
-            set.spawn(async move {
-                let (state, _) = this.probe(&slot).await;
-                (i, json!({"name": slot.cfg.name, "backend": slot.cfg.backend.as_str(), "state": state}))
-            });
-        }
-        let mut out: Vec<(usize, Value)> = Vec::new();
-        while let Some(Ok(v)) = set.join_next().await {
-            out.push(v);
-        }
-        out.sort_by_key(|(i, _)| *i);
-        out.into_iter().map(|(_, v)| v).collect()
+        self.views()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| json!({"name": v.name, "backend": v.backend, "state": v.state}))
+            .collect()
     }
 
     /// Whether a kill switch run is in progress here.

@@ -111,14 +111,7 @@ impl Smtp {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("python3 -m aiosmtpd (pip install aiosmtpd)");
-        let t = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                t.elapsed() < Duration::from_secs(20),
-                "aiosmtpd did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_listener(port, "aiosmtpd", Duration::from_secs(20));
         Smtp {
             child,
             port,
@@ -155,14 +148,7 @@ impl Smtp {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("python3 tests/smtp/server.py (pip install aiosmtpd)");
-        let t = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                t.elapsed() < Duration::from_secs(20),
-                "the SMTP server did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_listener(port, "the SMTP server", Duration::from_secs(20));
         Smtp {
             child,
             port,

@@ -425,6 +425,16 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// Waits until something listens on 127.0.0.1:`port` (a process a test
+/// started), at most `limit`; `what` names it in the failure.
+pub fn wait_for_listener(port: u16, what: &str, limit: Duration) {
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t.elapsed() < limit, "{what} did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Polls `f` until it returns true or `limit` passes.
 pub async fn eventually<F, Fut>(limit: Duration, mut f: F) -> bool
 where

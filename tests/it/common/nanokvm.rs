@@ -4,9 +4,9 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::free_port;
+use super::{free_port, wait_for_listener};
 
 pub struct Kvm {
     child: Child,
@@ -30,14 +30,7 @@ impl Kvm {
             .stderr(Stdio::null())
             .spawn()
             .expect("python3 tests/nanokvm/sim.py (needs flask and cryptography: pip install nanokvm sushy-tools)");
-        let t = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                t.elapsed() < Duration::from_secs(20),
-                "the NanoKVM simulator did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_listener(port, "the NanoKVM simulator", Duration::from_secs(20));
         Kvm {
             child,
             url: format!("http://127.0.0.1:{port}"),
