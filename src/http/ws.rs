@@ -66,7 +66,15 @@ impl Drop for Slot {
 }
 
 /// Topics a client may subscribe to.
-const TOPICS: &[&str] = &["audit", "sessions", "bans", "allowlist", "control"];
+/// (`denials` is accepted; its sampled denial events are still to come.)
+const TOPICS: &[&str] = &[
+    "audit",
+    "sessions",
+    "bans",
+    "allowlist",
+    "control",
+    "denials",
+];
 
 #[derive(Debug, Deserialize)]
 pub struct WsQuery {

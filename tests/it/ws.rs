@@ -84,6 +84,12 @@ async fn greeting_ping_stats_and_events_as_they_commit() {
     )
     .await;
     assert_eq!(next(&mut ws).await["code"], "unknown_topic");
+    say(&mut ws, json!({"type": "subscribe", "topics": ["denials"]})).await;
+    assert_eq!(
+        next(&mut ws).await["topics"],
+        json!(["denials"]),
+        "the contract's topics"
+    );
     say(&mut ws, json!({"type": "subscribe", "topics": ["bans"]})).await;
     assert_eq!(next(&mut ws).await["topics"], json!(["bans"]));
 
