@@ -56,6 +56,8 @@ pub struct Inner {
     pub services: Services,
     /// Open admin sockets by user (`http::ws` keeps it).
     pub sockets: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    /// Denials offered to the admin sockets (`crate::live`).
+    pub denials: Arc<crate::live::DenialFeed>,
 }
 
 /// The session secret: inline, from `session.secret_file` (created when
@@ -241,6 +243,7 @@ pub async fn build_state(config: Config, clock: Option<SharedClock>) -> anyhow::
     services.allowlist.reload().await?;
     // A kill switch engaged before this start (or on another replica) holds.
     services.control.reload().await?;
+    let denials = crate::live::DenialFeed::new(config.admin.live.denials_per_second);
     Ok(Arc::new(Inner {
         trusted_proxies,
         public_base: config
@@ -262,6 +265,7 @@ pub async fn build_state(config: Config, clock: Option<SharedClock>) -> anyhow::
         usage,
         services,
         sockets: Default::default(),
+        denials,
     }))
 }
 

@@ -664,6 +664,36 @@ unit = "engine.service"
     }
 
     #[test]
+    fn origins_and_the_live_stream_are_checked() {
+        let e = load(
+            "[server]\nallowed_origins = [\"https://ok.example\", \"https://a.example/path\", \"ftp://b.example\", \"nonsense\"]\n[admin.live]\nping_interval = \"30s\"\nidle_timeout = \"10s\"\nstats_interval = \"1ms\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(
+            keys(&e),
+            vec![
+                "server.allowed_origins[1]",
+                "server.allowed_origins[2]",
+                "server.allowed_origins[3]",
+                "admin.live.stats_interval",
+                "admin.live.idle_timeout",
+            ]
+        );
+        let c = load(
+            "[server]\nallowed_origins = [\"https://Admin.Example:8443/\"]\n",
+            &[],
+        )
+        .unwrap();
+        assert!(c.server.origin_allowed("https://admin.example:8443"));
+        assert!(!c.server.origin_allowed("https://admin.example"));
+        assert_eq!(
+            c.admin.live.idle_timeout,
+            std::time::Duration::from_secs(90)
+        );
+    }
+
+    #[test]
     fn type_errors_name_their_key() {
         let e = load("[server]\nlisten = 5\n", &[]).unwrap_err();
         assert_eq!(keys(&e), vec!["server.listen"]);

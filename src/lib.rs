@@ -18,6 +18,7 @@ pub mod crypto;
 pub mod decision;
 pub mod http;
 pub mod identity;
+pub mod live;
 pub mod metrics;
 pub mod permission;
 pub mod service;

@@ -217,6 +217,13 @@ pub struct Metrics {
     pub ws_events_dropped: AtomicU64,
     /// Admin sockets refused for the per-user or total limit.
     pub ws_refused: AtomicU64,
+    /// Admin sockets open now.
+    pub ws_open: AtomicU64,
+    /// Admin sockets closed because one message could not be written in
+    /// `admin.live.send_timeout` (a reader that stopped reading).
+    pub ws_closed_slow: AtomicU64,
+    /// Admin sockets closed after `admin.live.idle_timeout` of silence.
+    pub ws_closed_idle: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -258,6 +265,9 @@ impl Default for Metrics {
             connections_general: AtomicU64::new(0),
             ws_events_dropped: AtomicU64::new(0),
             ws_refused: AtomicU64::new(0),
+            ws_open: AtomicU64::new(0),
+            ws_closed_slow: AtomicU64::new(0),
+            ws_closed_idle: AtomicU64::new(0),
         }
     }
 }
@@ -275,6 +285,11 @@ impl Metrics {
             out,
             "# HELP gatehouse_active_sessions Browser sessions alive now.\n# TYPE gatehouse_active_sessions gauge\ngatehouse_active_sessions {}",
             self.active_sessions.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP gatehouse_ws_open Admin sockets open now.\n# TYPE gatehouse_ws_open gauge\ngatehouse_ws_open {}",
+            self.ws_open.load(Ordering::Relaxed)
         );
         for (name, help, v) in [
             (
@@ -306,6 +321,16 @@ impl Metrics {
                 "gatehouse_ws_refused_total",
                 "Admin sockets refused for the per-user or total limit.",
                 &self.ws_refused,
+            ),
+            (
+                "gatehouse_ws_closed_slow_total",
+                "Admin sockets closed because a message could not be written within admin.live.send_timeout.",
+                &self.ws_closed_slow,
+            ),
+            (
+                "gatehouse_ws_closed_idle_total",
+                "Admin sockets closed after admin.live.idle_timeout without a message or pong.",
+                &self.ws_closed_idle,
             ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}");

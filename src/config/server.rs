@@ -15,6 +15,7 @@ pub(super) struct RawServer {
     public_url: Option<String>,
     trusted_proxies: Option<Vec<String>>,
     log_format: Option<String>,
+    allowed_origins: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +30,17 @@ pub struct ServerConfig {
     pub public_url: url::Url,
     pub trusted_proxies: Vec<IpNet>,
     pub log_format: LogFormat,
+    /// Origins (`scheme://host[:port]`) besides `public_url`'s from which a
+    /// cookie-authenticated admin socket may be opened.
+    pub allowed_origins: Vec<String>,
+}
+
+impl ServerConfig {
+    /// May a browser page of `origin` use the session cookie on the admin socket?
+    pub fn origin_allowed(&self, origin: &str) -> bool {
+        origin == self.public_url.origin().ascii_serialization()
+            || self.allowed_origins.iter().any(|o| o == origin)
+    }
 }
 
 impl RawServer {
@@ -94,12 +106,40 @@ impl RawServer {
                 LogFormat::Text
             }
         };
+        let allowed_origins = raw
+            .allowed_origins
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| origin(&format!("server.allowed_origins[{i}]"), s, v))
+            .collect();
 
         ServerConfig {
             listen,
             public_url,
             trusted_proxies,
             log_format,
+            allowed_origins,
+        }
+    }
+}
+
+/// An origin as browsers send it: `https://host[:port]`, nothing after.
+fn origin(key: &str, s: &str, v: &mut V) -> Option<String> {
+    let fix = "write an origin as browsers send it, e.g. \"https://admin.example.com\"";
+    match url::Url::parse(s) {
+        Ok(u) if matches!(u.scheme(), "https" | "http") && u.host().is_some() => {
+            let o = u.origin().ascii_serialization();
+            if o.eq_ignore_ascii_case(s.trim_end_matches('/')) {
+                Some(o)
+            } else {
+                v.err(key, format!("{s:?} has more than an origin; {fix}"));
+                None
+            }
+        }
+        _ => {
+            v.err(key, format!("{s:?} is not an origin; {fix}"));
+            None
         }
     }
 }

@@ -683,6 +683,23 @@ pub async fn answer(st: &AppState, flavour: Flavour, peer: IpAddr, h: &Seen<'_>)
     );
     if !matches!(decision, Decision::Allow { .. }) {
         log_denial(flavour, &decision, target.as_ref(), peer, detail);
+        st.denials.offer(now, |skipped| crate::live::Denial {
+            time: now,
+            endpoint: flavour.as_str(),
+            result: decision.result(),
+            reason: decision.reason().as_str(),
+            detail,
+            rule: decision.rule(),
+            user: who.as_ref().map(|id| id.user.clone()),
+            method: target
+                .as_ref()
+                .map(|t| t.method.clone())
+                .unwrap_or_default(),
+            host: target.as_ref().map(|t| t.host.clone()).unwrap_or_default(),
+            path: target.as_ref().map(|t| t.path.clone()).unwrap_or_default(),
+            client: target.as_ref().map_or(peer, |t| t.client),
+            skipped,
+        });
     }
     response
 }

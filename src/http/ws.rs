@@ -1,17 +1,23 @@
-//! `GET /api/v1/ws` — the admin event stream (first part of issue #12):
-//! authentication by bearer token, `?token=` (browsers cannot set headers on a
-//! WebSocket) or the session cookie (then the `Origin` must be gatehouse's
-//! own); refusals before the upgrade are the API's JSON 401/403, and 429 past
-//! [`MAX_PER_USER`] sockets of one user or [`MAX_TOTAL`] in all. After it:
-//! `connection_established`, `ping` → `pong`, `get_stats` → `stats_update`,
-//! `subscribe` to topics, `event` messages for audit entries as they commit
-//! (callers with `audit:read`; a socket that reads too slowly loses events,
-//! counted in `/metrics`, and never slows the server), `token_expiring` at
-//! most 60 s before a token expires and `refresh` with a new token for the
-//! same subject, and a close with 1008 within a second of the credential's
-//! end (`token_expired`, `session_ended`, `banned`).
+//! `GET /api/v1/ws` — the admin event stream (issue #12): authentication by
+//! bearer token, `?token=` (browsers cannot set headers on a WebSocket) or the
+//! session cookie (then the `Origin` must be gatehouse's own or one of
+//! `server.allowed_origins`); refusals before the upgrade are the API's JSON
+//! 401/403, and 429 past [`MAX_PER_USER`] sockets of one user or
+//! [`MAX_TOTAL`] in all. After it: `connection_established`, `ping` → `pong`,
+//! `get_stats` → `stats_update` (also every `admin.live.stats_interval`),
+//! `subscribe` to topics (each needs `events:read` and the topic's read
+//! permission), `event` messages for audit entries as they commit and for
+//! sampled denials (`crate::live`), `token_expiring` at most 60 s before a
+//! token expires and `refresh` with a new token for the same subject, and a
+//! close with 1008 within a second of the credential's end (`token_expired`,
+//! `session_ended`, `banned`). The server pings every `ping_interval` and
+//! closes a socket silent for `idle_timeout` (1001 `idle_timeout`); a socket
+//! that cannot take a message within `send_timeout` is dropped, and one that
+//! reads too slowly loses events (told, and counted in `/metrics`): no
+//! socket ever slows the server or the others.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,12 +55,14 @@ impl Slot {
             return None;
         }
         map.insert(user.to_string(), mine + 1);
+        st.metrics.ws_open.fetch_add(1, Ordering::Relaxed);
         Some(Slot(st.clone(), user.to_string()))
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        self.0.metrics.ws_open.fetch_sub(1, Ordering::Relaxed);
         let mut map = self.0.sockets.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(n) = map.get_mut(&self.1) {
             *n -= 1;
@@ -65,16 +73,26 @@ impl Drop for Slot {
     }
 }
 
-/// Topics a client may subscribe to.
-/// (`denials` is accepted; its sampled denial events are still to come.)
-const TOPICS: &[&str] = &[
-    "audit",
-    "sessions",
-    "bans",
-    "allowlist",
-    "control",
-    "denials",
+/// Topics a client may subscribe to, each with the permission (besides
+/// `events:read`) that its events need.
+const TOPICS: &[(&str, Permission)] = &[
+    ("audit", Permission::AuditRead),
+    ("sessions", Permission::SessionsRead),
+    ("bans", Permission::BansRead),
+    ("allowlist", Permission::AllowlistRead),
+    ("control", Permission::StatusRead),
+    ("denials", Permission::MonitoringRead),
 ];
+
+/// The topics whose events `who` may receive.
+fn permitted(who: &Admin) -> BTreeSet<&'static str> {
+    let g = who.grants();
+    TOPICS
+        .iter()
+        .filter(|(_, p)| g.has(Permission::EventsRead) && g.has(*p))
+        .map(|(t, _)| *t)
+        .collect()
+}
 
 #[derive(Debug, Deserialize)]
 pub struct WsQuery {
@@ -117,12 +135,11 @@ pub async fn ws(
             let by_cookie = super::authz::bearer(&ask.headers).is_none();
             let id = caller(&st, &ask).await?;
             if by_cookie {
-                let own = st.config.server.public_url.origin().ascii_serialization();
                 let origin = ask
                     .headers
                     .get(header::ORIGIN)
                     .and_then(|v| v.to_str().ok());
-                if origin != Some(own.as_str()) {
+                if !origin.is_some_and(|o| st.config.server.origin_allowed(o)) {
                     return Err(ApiError::CrossSite);
                 }
                 let v = cookie_value(&ask.headers, &st.config.session.cookie_name)
@@ -150,20 +167,41 @@ pub async fn ws(
         }))
 }
 
-async fn send(socket: &mut WebSocket, v: Value) -> bool {
-    socket
-        .send(Message::Text(v.to_string().into()))
-        .await
-        .is_ok()
+/// One socket's sending side: a message that cannot be written within
+/// `admin.live.send_timeout` ends the socket (the reader stopped reading; the
+/// server never waits on it longer).
+struct Out<'a> {
+    st: &'a AppState,
+    socket: WebSocket,
 }
 
-async fn close(mut socket: WebSocket, reason: &'static str) {
-    let _ = socket
-        .send(Message::Close(Some(CloseFrame {
-            code: 1008,
-            reason: reason.into(),
-        })))
-        .await;
+impl Out<'_> {
+    async fn send(&mut self, v: Value) -> bool {
+        self.frame(Message::Text(v.to_string().into())).await
+    }
+
+    async fn frame(&mut self, m: Message) -> bool {
+        let limit = self.st.config.admin.live.send_timeout;
+        match tokio::time::timeout(limit, self.socket.send(m)).await {
+            Ok(r) => r.is_ok(),
+            Err(_) => {
+                self.st
+                    .metrics
+                    .ws_closed_slow
+                    .fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    async fn close(mut self, code: u16, reason: &'static str) {
+        let _ = self
+            .frame(Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            })))
+            .await;
+    }
 }
 
 /// Why the credential no longer holds, if it does not.
@@ -179,9 +217,6 @@ fn ended(st: &AppState, id: &Identity, cred: &Credential) -> Option<&'static str
         _ => None,
     }
 }
-
-/// How often `stats_update` comes without being asked.
-const STATS_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Decisions by result so far: (allow, unauthenticated, forbidden).
 fn decisions(st: &AppState) -> [u64; 3] {
@@ -216,107 +251,193 @@ fn stats(st: &AppState, since: &mut ([u64; 3], std::time::Instant)) -> Value {
     out
 }
 
+/// What a client asked for, as the JSON answer.
+async fn answer(
+    st: &AppState,
+    v: &Value,
+    id: &mut Arc<Identity>,
+    cred: &Credential,
+    warned: &mut bool,
+    subs: &mut Subscriptions,
+    since: &mut ([u64; 3], std::time::Instant),
+) -> Value {
+    match v["type"].as_str() {
+        Some("ping") => json!({"type": "pong", "server_time": st.clock.now()}),
+        Some("refresh") => match (cred, v["token"].as_str()) {
+            (Credential::Token, Some(t)) => match authenticate(st, t).await {
+                Ok(new) if new.sub == id.sub && new.issuer == id.issuer => {
+                    *id = new;
+                    *warned = false;
+                    json!({"type": "refreshed", "expires_at": id.exp})
+                }
+                Ok(_) => {
+                    json!({"type": "error", "code": "other_subject", "message": "a refresh must be for the same subject"})
+                }
+                Err(_) => {
+                    json!({"type": "error", "code": "invalid_token", "message": "the new token was not accepted"})
+                }
+            },
+            _ => {
+                json!({"type": "error", "code": "bad_message", "message": "refresh takes {\"token\": ...} on a token-authenticated socket"})
+            }
+        },
+        Some("get_stats") => stats(st, since),
+        Some("subscribe") => {
+            let asked: Vec<&str> = v["topics"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            match asked.iter().find(|t| !TOPICS.iter().any(|(n, _)| n == *t)) {
+                Some(bad) => {
+                    let names: Vec<&str> = TOPICS.iter().map(|(n, _)| *n).collect();
+                    json!({"type": "error", "code": "unknown_topic", "message": format!("{bad:?} is not a topic; use {}", names.join(", "))})
+                }
+                None => {
+                    subs.set(st, &asked);
+                    let not_permitted: Vec<&str> = asked
+                        .iter()
+                        .copied()
+                        .filter(|t| !subs.permitted.contains(t))
+                        .collect();
+                    json!({"type": "subscribed", "topics": subs.topics, "not_permitted": not_permitted})
+                }
+            }
+        }
+        _ => {
+            json!({"type": "error", "code": "bad_message", "message": "send {\"type\": \"ping\" | \"get_stats\" | \"subscribe\" | \"refresh\"}"})
+        }
+    }
+}
+
+/// The topics a socket receives, and its place on the denial feed while
+/// `denials` is one of them.
+struct Subscriptions {
+    permitted: BTreeSet<&'static str>,
+    topics: BTreeSet<&'static str>,
+    denials: Option<crate::live::DenialListener>,
+}
+
+impl Subscriptions {
+    fn set(&mut self, st: &AppState, asked: &[&str]) {
+        self.topics = self
+            .permitted
+            .iter()
+            .copied()
+            .filter(|t| asked.contains(t))
+            .collect();
+        match (self.topics.contains("denials"), self.denials.is_some()) {
+            (true, false) => self.denials = Some(st.denials.listen()),
+            (false, true) => self.denials = None,
+            _ => {}
+        }
+    }
+
+    /// The next sampled denial, or never when not subscribed.
+    async fn next_denial(
+        &mut self,
+    ) -> Result<Arc<crate::live::Denial>, tokio::sync::broadcast::error::RecvError> {
+        match &mut self.denials {
+            Some(l) => l.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
 async fn serve(
     st: AppState,
     who: Admin,
     mut id: Arc<Identity>,
     cred: Credential,
-    mut socket: WebSocket,
+    socket: WebSocket,
 ) {
+    let live = st.config.admin.live.clone();
+    let mut out = Out { st: &st, socket };
     let mut warned = false;
     let mut events = st.services.audit.log().subscribe();
-    let mut topics: BTreeSet<&'static str> = TOPICS.iter().copied().collect();
+    let permitted = permitted(&who);
+    let mut subs = Subscriptions {
+        permitted: permitted.clone(),
+        topics: BTreeSet::new(),
+        denials: None,
+    };
+    subs.set(&st, &permitted.iter().copied().collect::<Vec<_>>());
     let mut tick = tokio::time::interval(Duration::from_millis(500));
-    let mut stats_tick = tokio::time::interval(STATS_INTERVAL);
+    let mut stats_tick = tokio::time::interval(live.stats_interval);
     stats_tick.tick().await;
+    let mut ping_tick = tokio::time::interval(live.ping_interval);
+    ping_tick.tick().await;
+    let mut heard = std::time::Instant::now();
     let mut since = (decisions(&st), std::time::Instant::now());
     let hello = json!({
         "type": "connection_established",
         "user": id.user,
         "permissions": who.grants().names(),
+        "topics": subs.topics,
         "server_time": st.clock.now(),
         "expires_at": id.exp,
     });
-    if !send(&mut socket, hello).await {
+    if !out.send(hello).await {
         return;
     }
     loop {
-        tokio::select! {
-            msg = socket.recv() => {
+        let sent = tokio::select! {
+            msg = out.socket.recv() => {
+                heard = std::time::Instant::now();
                 let text = match msg {
                     Some(Ok(Message::Text(t))) => t,
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                     _ => return,
                 };
                 let v: Value = serde_json::from_str(text.as_str()).unwrap_or(Value::Null);
-                let answer = match v["type"].as_str() {
-                    Some("ping") => json!({"type": "pong", "server_time": st.clock.now()}),
-                    Some("refresh") => match (&cred, v["token"].as_str()) {
-                        (Credential::Token, Some(t)) => match authenticate(&st, t).await {
-                            Ok(new) if new.sub == id.sub && new.issuer == id.issuer => {
-                                id = new;
-                                warned = false;
-                                json!({"type": "refreshed", "expires_at": id.exp})
-                            }
-                            Ok(_) => json!({"type": "error", "code": "other_subject", "message": "a refresh must be for the same subject"}),
-                            Err(_) => json!({"type": "error", "code": "invalid_token", "message": "the new token was not accepted"}),
-                        },
-                        _ => json!({"type": "error", "code": "bad_message", "message": "refresh takes {\"token\": ...} on a token-authenticated socket"}),
-                    },
-                    Some("get_stats") => stats(&st, &mut since),
-                    Some("subscribe") => {
-                        let asked: Vec<&str> = v["topics"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
-                        match asked.iter().find(|t| !TOPICS.contains(t)) {
-                            Some(bad) => json!({"type": "error", "code": "unknown_topic", "message": format!("{bad:?} is not a topic; use {}", TOPICS.join(", "))}),
-                            None => {
-                                topics = TOPICS.iter().copied().filter(|t| asked.contains(t)).collect();
-                                json!({"type": "subscribed", "topics": topics})
-                            }
-                        }
-                    }
-                    _ => json!({"type": "error", "code": "bad_message", "message": "send {\"type\": \"ping\" | \"get_stats\" | \"subscribe\"}"}),
-                };
-                if !send(&mut socket, answer).await {
-                    return;
-                }
+                let a = answer(&st, &v, &mut id, &cred, &mut warned, &mut subs, &mut since).await;
+                out.send(a).await
             }
-            e = events.recv() => {
-                let e = match e {
-                    Ok(e) => e,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        st.metrics.ws_events_dropped.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-                        let _ = send(&mut socket, json!({"type": "error", "code": "lagged", "message": format!("{n} events were dropped: this socket read too slowly")})).await;
-                        continue;
-                    }
-                    Err(_) => return,
-                };
-                let topic = topic_of(&e.action);
-                if who.require(Permission::AuditRead).is_ok() && topics.contains(topic) {
-                    let ev = json!({"type": "event", "topic": topic, "entry": e});
-                    if !send(&mut socket, ev).await {
-                        return;
-                    }
+            e = events.recv() => match e {
+                Ok(e) => {
+                    let topic = topic_of(&e.action);
+                    !subs.topics.contains(topic)
+                        || out.send(json!({"type": "event", "topic": topic, "entry": e})).await
                 }
-            }
-            _ = stats_tick.tick() => {
-                if !send(&mut socket, stats(&st, &mut since)).await {
-                    return;
-                }
-            }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => lagged(&mut out, n).await,
+                Err(_) => return,
+            },
+            d = subs.next_denial() => match d {
+                Ok(d) => out.send(json!({"type": "event", "topic": "denials", "denial": *d})).await,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => lagged(&mut out, n).await,
+                Err(_) => return,
+            },
+            _ = stats_tick.tick() => out.send(stats(&st, &mut since)).await,
+            _ = ping_tick.tick() => out.frame(Message::Ping(Default::default())).await,
             _ = tick.tick() => {
                 if let Some(reason) = ended(&st, &id, &cred) {
-                    close(socket, reason).await;
+                    out.close(1008, reason).await;
+                    return;
+                }
+                if heard.elapsed() > live.idle_timeout {
+                    st.metrics.ws_closed_idle.fetch_add(1, Ordering::Relaxed);
+                    out.close(1001, "idle_timeout").await;
                     return;
                 }
                 let left = id.exp - st.clock.now();
                 if matches!(cred, Credential::Token) && !warned && left <= EXPIRY_WARNING_SECS {
                     warned = true;
-                    let msg = json!({"type": "token_expiring", "call_refresh": true, "time_remaining_seconds": left.max(0)});
-                    if !send(&mut socket, msg).await {
-                        return;
-                    }
+                    out.send(json!({"type": "token_expiring", "call_refresh": true, "time_remaining_seconds": left.max(0)})).await
+                } else {
+                    true
                 }
             }
+        };
+        if !sent {
+            return;
         }
     }
+}
+
+/// Events this socket missed because it read too slowly: counted, and told.
+async fn lagged(out: &mut Out<'_>, n: u64) -> bool {
+    out.st
+        .metrics
+        .ws_events_dropped
+        .fetch_add(n, Ordering::Relaxed);
+    out.send(json!({"type": "error", "code": "lagged", "message": format!("{n} events were dropped: this socket read too slowly")})).await
 }

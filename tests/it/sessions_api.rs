@@ -32,29 +32,11 @@ fn mint(gh: &Server, sub: &str, roles: &[&str], sid: Option<&str>, iat_offset: i
 }
 
 fn session(id_byte: char, user: &str, sid: &str) -> SessionRecord {
-    let now = SystemClock.now();
     SessionRecord {
-        id: id_byte.to_string().repeat(64),
-        issuer: "gatehouse-local".into(),
-        subject: user.into(),
-        username: user.into(),
-        groups: vec![],
-        email: None,
-        name: None,
-        acr: None,
-        amr: vec![],
-        auth_time: Some(now),
         sid: Some(sid.into()),
         client_addr: Some("203.0.113.5".into()),
         user_agent: Some("test".into()),
-        created_at: now,
-        last_seen: now,
-        expires_at: now + 3600,
-        terminated_at: None,
-        terminated_by: None,
-        id_token: None,
-        refresh_token: None,
-        refresh_at: None,
+        ..session_record(id_byte.to_string().repeat(64), user, &[], SystemClock.now())
     }
 }
 

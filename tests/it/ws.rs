@@ -35,6 +35,38 @@ async fn next(ws: &mut Ws) -> Value {
     }
 }
 
+/// The close frame that ends the socket (other messages before it are skipped).
+async fn closed(ws: &mut Ws, within: Duration) -> (u16, String) {
+    loop {
+        match tokio::time::timeout(within, ws.next())
+            .await
+            .expect("closed in time")
+        {
+            Some(Ok(Message::Close(Some(f)))) => return (u16::from(f.code), f.reason.to_string()),
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame: {other:?}"),
+        }
+    }
+}
+
+/// An upgrade request carrying a session cookie, from a page of `origin`.
+fn cookie_request(
+    gh: &Server,
+    cookie: &str,
+    origin: &str,
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut r = format!("ws://{}/api/v1/ws", gh.addr)
+        .into_client_request()
+        .unwrap();
+    r.headers_mut().insert(
+        "Cookie",
+        format!("gatehouse_session={cookie}").parse().unwrap(),
+    );
+    r.headers_mut().insert("Origin", origin.parse().unwrap());
+    r
+}
+
 async fn say(ws: &mut Ws, v: Value) {
     ws.send(Message::Text(v.to_string().into())).await.unwrap();
 }
@@ -142,20 +174,10 @@ async fn the_socket_closes_with_1008_when_its_session_ends() {
         )
         .await;
     assert_eq!(s, 200);
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .expect("closed in time")
-        {
-            Some(Ok(Message::Close(Some(f)))) => {
-                assert_eq!(u16::from(f.code), 1008);
-                assert_eq!(f.reason.as_str(), "session_ended");
-                break;
-            }
-            Some(Ok(_)) => continue,
-            other => panic!("expected a close frame: {other:?}"),
-        }
-    }
+    assert_eq!(
+        closed(&mut ws, Duration::from_secs(5)).await,
+        (1008, "session_ended".into())
+    );
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "within a second or so"
@@ -281,47 +303,9 @@ async fn stats_count_decisions_and_the_state_of_the_moment() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_cookie_opens_a_socket_only_from_gatehouses_own_origin() {
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let gh = Server::start(&config_with("")).await;
-    let cookie =
-        gatehouse::identity::seal::random_token(gatehouse::identity::session::SESSION_COOKIE_BYTES);
-    let now = gh.state.clock.now();
-    let record = gatehouse::store::SessionRecord {
-        id: gatehouse::identity::session::session_id(&cookie),
-        issuer: "gatehouse-local".into(),
-        subject: "carol".into(),
-        username: "carol".into(),
-        groups: vec!["admin".into()],
-        email: None,
-        name: None,
-        acr: None,
-        amr: vec![],
-        auth_time: Some(now),
-        sid: None,
-        client_addr: None,
-        user_agent: None,
-        created_at: now,
-        last_seen: now,
-        expires_at: now + 3600,
-        terminated_at: None,
-        terminated_by: None,
-        id_token: None,
-        refresh_token: None,
-        refresh_at: None,
-    };
-    gh.store().await.insert_session(&record).await.unwrap();
-    gh.state.services.sessions.reload().await.unwrap();
-    let request = |origin: &str| {
-        let mut r = format!("ws://{}/api/v1/ws", gh.addr)
-            .into_client_request()
-            .unwrap();
-        r.headers_mut().insert(
-            "Cookie",
-            format!("gatehouse_session={cookie}").parse().unwrap(),
-        );
-        r.headers_mut().insert("Origin", origin.parse().unwrap());
-        r
-    };
+    let cookie = gh.stored_session("carol", &["admin"]).await;
+    let request = |origin: &str| cookie_request(&gh, &cookie, origin);
     match tokio_tungstenite::connect_async(request("https://evil.example")).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 403),
         other => panic!("another site must not open an admin socket with the cookie: {other:?}"),
@@ -335,23 +319,213 @@ async fn a_session_cookie_opens_a_socket_only_from_gatehouses_own_origin() {
     let (s, _) = gh
         .api(
             "DELETE",
-            &format!("/api/v1/sessions/{}", record.id),
+            &format!(
+                "/api/v1/sessions/{}",
+                gatehouse::identity::session::session_id(&cookie)
+            ),
             Some(&root),
             None,
         )
         .await;
     assert_eq!(s, 200);
+    assert_eq!(
+        closed(&mut ws, Duration::from_secs(5)).await,
+        (1008, "session_ended".into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denials_come_sampled_to_those_allowed_to_see_them() {
+    let gh = Server::start(&config_with(
+        r#"
+[admin.live]
+denials_per_second = 3
+
+[admin.permissions]
+viewer = ["events:read", "status:read"]
+watcher = ["events:read", "monitoring:read"]
+"#,
+    ))
+    .await;
+    let mut viewer = open(&gh, &gh.mint("vic", &["viewer"])).await;
+    let hello = next(&mut viewer).await;
+    assert_eq!(hello["topics"], json!(["control"]), "{hello}");
+    say(
+        &mut viewer,
+        json!({"type": "subscribe", "topics": ["denials", "audit"]}),
+    )
+    .await;
+    let sub = next(&mut viewer).await;
+    assert_eq!(sub["topics"], json!([]));
+    assert_eq!(sub["not_permitted"], json!(["denials", "audit"]));
+
+    let mut watcher = open(&gh, &gh.mint("wendy", &["watcher"])).await;
+    assert_eq!(
+        next(&mut watcher).await["topics"],
+        json!(["denials"]),
+        "what the permissions allow, subscribed from the start"
+    );
+    for i in 0..10 {
+        let path = format!("/secret-{i}?token=must-not-appear");
+        assert_eq!(
+            gh.forward_status("app.example.com", &path, "garbage").await,
+            401
+        );
+    }
+    let mut seen = vec![];
+    while seen.len() < 3 {
+        let ev = next(&mut watcher).await;
+        assert_eq!(
+            (ev["type"].as_str(), ev["topic"].as_str()),
+            (Some("event"), Some("denials")),
+            "{ev}"
+        );
+        assert!(
+            !ev.to_string().contains("must-not-appear"),
+            "no query string: {ev}"
+        );
+        assert!(!ev.to_string().contains("garbage"), "no credential: {ev}");
+        seen.push(ev["denial"].clone());
+    }
+    assert_eq!(seen[0]["result"], "unauthenticated");
+    assert_eq!(seen[0]["host"], "app.example.com");
+    assert_eq!(seen[0]["path"], "/secret-0");
+    // The second after, one more: it counts those the rate left out.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        gh.forward_status("app.example.com", "/late", "garbage")
+            .await,
+        401
+    );
+    let mut skipped = 0;
     loop {
-        match tokio::time::timeout(Duration::from_secs(5), ws.next())
+        let ev = next(&mut watcher).await;
+        if ev["denial"]["path"] == "/late" {
+            skipped += ev["denial"]["skipped"].as_u64().unwrap();
+            break;
+        }
+        skipped += ev["denial"]["skipped"].as_u64().unwrap() + 1;
+    }
+    assert_eq!(skipped, 7, "10 denials, 3 sent in their second");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_socket_is_pinged_and_a_silent_one_closed() {
+    let gh = Server::start(&config_with(
+        "[admin.live]\nping_interval = \"200ms\"\nidle_timeout = \"1s\"\nstats_interval = \"1h\"",
+    ))
+    .await;
+    let token = gh.mint("root", &["admin"]);
+    let mut alive = open(&gh, &token).await;
+    let mut silent = open(&gh, &token).await;
+    assert_eq!(next(&mut silent).await["type"], "connection_established");
+    // `alive` reads (and so answers the server's pings) for 2 s.
+    let mut pings = 0;
+    let t = std::time::Instant::now();
+    while t.elapsed() < Duration::from_secs(2) {
+        match tokio::time::timeout(Duration::from_millis(300), alive.next()).await {
+            Ok(Some(Ok(Message::Ping(_)))) => pings += 1,
+            Ok(Some(Ok(Message::Close(f)))) => {
+                panic!("a socket that answers pings was closed: {f:?}")
+            }
+            _ => {}
+        }
+    }
+    assert!(pings >= 5, "the server pings every 200ms: {pings}");
+    say(&mut alive, json!({"type": "ping"})).await;
+    assert_eq!(next(&mut alive).await["type"], "pong");
+    // `silent` read nothing (and answered no ping) for 2 s: closed. Reading
+    // now, the client first writes the pongs it owes and may find the socket
+    // already shut (then the close frame is lost to it): the count is the proof.
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), silent.next())
             .await
             .expect("closed in time")
         {
             Some(Ok(Message::Close(Some(f)))) => {
-                assert_eq!(f.reason.as_str(), "session_ended");
+                assert_eq!(
+                    (u16::from(f.code), f.reason.as_str()),
+                    (1001, "idle_timeout")
+                );
                 break;
             }
             Some(Ok(_)) => continue,
-            other => panic!("expected a close frame: {other:?}"),
+            Some(Err(_)) | None => break,
+        }
+    }
+    assert_eq!(gh.metric("gatehouse_ws_closed_idle_total").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_stops_reading_is_dropped_and_the_others_go_on() {
+    let gh = Server::start(&config_with(
+        "[admin.live]\ndenials_per_second = 1000000\nsend_timeout = \"300ms\"",
+    ))
+    .await;
+    let token = gh.mint("root", &["admin"]);
+    // A client with a small receive buffer that never reads.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let stream = sock.connect(gh.addr).await.unwrap();
+    let url = format!("ws://{}/api/v1/ws?token={token}", gh.addr);
+    let (stalled, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
+    let mut reader = open(&gh, &token).await;
+    assert_eq!(next(&mut reader).await["type"], "connection_established");
+    // Denials with long paths: megabytes of events for the stalled socket.
+    let long = "x".repeat(3000);
+    let t = std::time::Instant::now();
+    while gh.metric("gatehouse_ws_closed_slow_total").await == 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the stalled socket was never dropped"
+        );
+        for i in 0..200 {
+            let status = gh
+                .forward_status("app.example.com", &format!("/{long}/{i}"), "garbage")
+                .await;
+            assert_eq!(status, 401, "decisions go on");
+        }
+        // The reading socket keeps up (or is told what it missed).
+        while let Ok(Some(Ok(_))) =
+            tokio::time::timeout(Duration::from_millis(10), reader.next()).await
+        {}
+    }
+    drop(stalled);
+    say(&mut reader, json!({"type": "ping"})).await;
+    loop {
+        let m = next(&mut reader).await;
+        if m["type"] == "pong" {
+            break;
+        }
+    }
+    assert_eq!(
+        gh.metric("gatehouse_ws_open").await,
+        1,
+        "the stalled one is gone"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_origin_may_use_the_cookie_only_when_configured() {
+    let gh = Server::start(&config_with(
+        "[server]\nallowed_origins = [\"https://admin.example.net\"]",
+    ))
+    .await;
+    let cookie = gh.stored_session("carol", &["admin"]).await;
+    for (origin, ok) in [
+        ("https://admin.example.net", true),
+        ("https://auth.example.com", true),
+        ("https://admin.example.net:8443", false),
+        ("http://admin.example.net", false),
+        ("null", false),
+    ] {
+        let r = tokio_tungstenite::connect_async(cookie_request(&gh, &cookie, origin)).await;
+        match (r, ok) {
+            (Ok((mut ws, _)), true) => assert_eq!(next(&mut ws).await["user"], "carol"),
+            (Err(tokio_tungstenite::tungstenite::Error::Http(r)), false) => {
+                assert_eq!(r.status(), 403, "{origin}")
+            }
+            (other, _) => panic!("{origin}: {:?}", other.map(|_| ())),
         }
     }
 }

@@ -492,3 +492,54 @@ pub fn is_root() -> bool {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false)
 }
+
+/// A live session record of `user` (no sid, address or tokens), for tests
+/// that store sessions directly.
+pub fn session_record(
+    id: String,
+    user: &str,
+    groups: &[&str],
+    now: i64,
+) -> gatehouse::store::SessionRecord {
+    gatehouse::store::SessionRecord {
+        id,
+        issuer: "gatehouse-local".into(),
+        subject: user.into(),
+        username: user.into(),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        email: None,
+        name: None,
+        acr: None,
+        amr: vec![],
+        auth_time: Some(now),
+        sid: None,
+        client_addr: None,
+        user_agent: None,
+        created_at: now,
+        last_seen: now,
+        expires_at: now + 3600,
+        terminated_at: None,
+        terminated_by: None,
+        id_token: None,
+        refresh_token: None,
+        refresh_at: None,
+    }
+}
+
+impl Server {
+    /// A browser session of `user` stored and loaded into the table, as a
+    /// login would leave it; returns the cookie value.
+    pub async fn stored_session(&self, user: &str, groups: &[&str]) -> String {
+        use gatehouse::identity::{seal::random_token, session};
+        let cookie = random_token(session::SESSION_COOKIE_BYTES);
+        let record = session_record(
+            session::session_id(&cookie),
+            user,
+            groups,
+            self.state.clock.now(),
+        );
+        self.store().await.insert_session(&record).await.unwrap();
+        self.state.services.sessions.reload().await.unwrap();
+        cookie
+    }
+}
