@@ -65,6 +65,21 @@ impl UsageReports {
         Ok((from, self.store.usage_since(from).await?))
     }
 
+    /// Requests and denials over the window in at most 60 slots of whole
+    /// minutes: `(slot seconds, [(slot start, requests, denials)])`.
+    pub async fn series(
+        &self,
+        who: &Admin,
+        window_secs: u64,
+        now: i64,
+    ) -> Result<(i64, Vec<(i64, i64, i64)>), DomainError> {
+        who.require(Permission::MonitoringRead)?;
+        let step = window_secs.div_ceil(60 * 60).max(1) as i64 * 60;
+        let from = now - window_secs as i64;
+        let from = from - from.rem_euclid(60);
+        Ok((step, self.store.usage_series(from, step).await?))
+    }
+
     /// Live sessions with their newest activity.
     pub async fn live_sessions(
         &self,

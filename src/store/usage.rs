@@ -69,6 +69,34 @@ impl Store {
         .collect()
     }
 
+    /// Requests and denials since `from`, in slots of `step` seconds:
+    /// `(slot start, requests, denials)`, oldest first, empty slots left out.
+    pub async fn usage_series(
+        &self,
+        from: i64,
+        step: i64,
+    ) -> Result<Vec<(i64, i64, i64)>, StoreError> {
+        sqlx::query(
+            "SELECT (bucket - $1) / $2 AS slot, CAST(SUM(count) AS BIGINT) AS total, \
+             CAST(SUM(CASE WHEN result = 'allow' THEN 0 ELSE count END) AS BIGINT) AS denied \
+             FROM usage WHERE bucket >= $1 GROUP BY (bucket - $1) / $2 ORDER BY slot",
+        )
+        .bind(from)
+        .bind(step)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            let slot: i64 = r.try_get("slot")?;
+            Ok((
+                from + slot * step,
+                r.try_get("total")?,
+                r.try_get("denied")?,
+            ))
+        })
+        .collect()
+    }
+
     /// Forgets counters older than `before`.
     pub async fn prune_usage(&self, before: i64) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM usage WHERE bucket < $1")

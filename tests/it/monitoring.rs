@@ -94,6 +94,11 @@ async fn usage_over_a_window() {
     assert_eq!(row(&v, "by_result", "allow")["requests"], 51);
     assert_eq!(v["by_user"][0]["key"], "alice", "busiest first");
     assert!(v["sessions"].as_array().is_some());
+    // Over time: the hour in minute slots, the sums the same as the totals.
+    assert_eq!(v["series"]["step_secs"], 60);
+    let points = v["series"]["points"].as_array().unwrap();
+    let sum = |k: &str| points.iter().map(|p| p[k].as_i64().unwrap()).sum::<i64>();
+    assert_eq!((sum("requests"), sum("denials")), (56, 5), "{v}");
 
     // Written in batches: one row per minute and label set, not per request.
     sqlx::any::install_default_drivers();

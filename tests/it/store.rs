@@ -128,6 +128,29 @@ async fn scenario(url: &str, backend: Backend) {
     store.insert_revocation(&r1).await.unwrap();
     store.insert_revocation(&r2).await.unwrap();
     assert_eq!(store.live_revocations(now).await.unwrap(), vec![r1]);
+
+    // Usage over time: minutes summed into slots, denials apart.
+    let row = |bucket: i64, result: &str, count: i64| gatehouse::store::UsageRow {
+        bucket,
+        user: "u".into(),
+        host: "h".into(),
+        rule: -1,
+        result: result.into(),
+        reason: "r".into(),
+        count,
+    };
+    store
+        .add_usage(&[
+            row(6000, "allow", 5),
+            row(6060, "forbidden", 2),
+            row(6240, "allow", 1),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.usage_series(6000, 120).await.unwrap(),
+        vec![(6000, 7, 2), (6240, 1, 0)]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

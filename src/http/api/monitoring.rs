@@ -39,7 +39,7 @@ fn table(m: BTreeMap<String, Tally>) -> Vec<Value> {
 
 /// `GET /api/v1/monitoring/usage?window=1h` — decisions in the window, grouped.
 /// **Permissions**: `monitoring:read`.
-#[utoipa::path(get, path = "/api/v1/monitoring/usage", tag = "monitoring", params(("window" = Option<String>, Query, description = "e.g. 15m, 1h, 7d (default 1h, at most 31d)")), responses((status = 200, description = "requests and denials grouped by user, host, rule, result and reason; live sessions"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "lacks monitoring:read, banned, or a cross-site request", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
+#[utoipa::path(get, path = "/api/v1/monitoring/usage", tag = "monitoring", params(("window" = Option<String>, Query, description = "e.g. 15m, 1h, 7d (default 1h, at most 31d)")), responses((status = 200, description = "requests and denials grouped by user, host, rule, result and reason; over time in at most 60 slots (series); live sessions"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no or refused credentials", body = ErrorBody), (status = 403, description = "lacks monitoring:read, banned, or a cross-site request", body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn usage(
     State(st): State<AppState>,
     ask: Ask,
@@ -87,6 +87,15 @@ pub async fn usage(
             t.denials += denied;
         }
     }
+    let (step, series) = st
+        .services
+        .usage
+        .series(&who, window.as_secs(), now)
+        .await?;
+    let series: Vec<Value> = series
+        .iter()
+        .map(|(t, requests, denials)| json!({"from": rfc3339(*t), "requests": requests, "denials": denials}))
+        .collect();
     let mut sessions: Vec<Value> = st.services.usage.live_sessions(&who, now)
         .await?
         .into_iter()
@@ -103,5 +112,6 @@ pub async fn usage(
         "by_result": table(by_result),
         "by_reason": table(by_reason),
         "sessions": sessions,
+        "series": {"step_secs": step, "points": series},
     })))
 }
