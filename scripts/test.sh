@@ -7,6 +7,7 @@
 #   - sushy-tools (PyPI): a Redfish BMC emulator for tests/it/power.rs;
 #     nanokvm (PyPI): the NanoKVM client that checks tests/nanokvm/sim.py;
 #     aiosmtpd (PyPI): an SMTP server for tests/it/notify.rs
+#   - Chromium and chromedriver (Debian) for the admin UI in tests/it/ui.rs
 # Extra arguments go to cargo test: scripts/test.sh --test it proxies
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,8 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_pkgs+=(postgresql)
 have node || apt_pkgs+=(nodejs)
 have npm || apt_pkgs+=(npm)
 have openssl || apt_pkgs+=(openssl)
+have chromium || apt_pkgs+=(chromium)
+have chromedriver || apt_pkgs+=(chromium-driver)
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
   echo "== apt-get install ${apt_pkgs[*]}"
   sudo_if_needed apt-get update -qq
@@ -62,6 +65,7 @@ echo "sushy-tools: $(python3 -m pip show sushy-tools 2>/dev/null | sed -n 's/^Ve
 echo "nanokvm (PyPI client): $(python3 -m pip show nanokvm 2>/dev/null | sed -n 's/^Version: //p')"
 echo "aiosmtpd: $(python3 -m pip show aiosmtpd 2>/dev/null | sed -n 's/^Version: //p')"
 echo "openssl: $(openssl version)"
+echo "chromium: $(chromium --version 2>/dev/null | head -1); $(chromedriver --version | head -1)"
 echo "postgres: $(ls -d /usr/lib/postgresql/*/bin | head -1)"
 
 echo "== cargo test"

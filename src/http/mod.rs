@@ -5,5 +5,6 @@ pub mod authz;
 pub mod login;
 pub mod ops;
 pub mod server;
+pub mod ui;
 pub mod wire;
 pub mod ws;

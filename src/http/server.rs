@@ -85,6 +85,9 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/actions/runs/{id}",
             get(http::api::actions::get_run),
         )
+        .route("/ui", get(http::ui::root))
+        .route("/ui/", get(http::ui::index))
+        .route("/ui/{file}", get(http::ui::file))
         .route("/api/v1/openapi.json", get(http::api::openapi))
         .route("/api/v1/audit", get(http::api::audit::list))
         .route("/api/v1/audit/verify", get(http::api::audit::verify))

@@ -21,5 +21,6 @@ mod proxies;
 mod regulation;
 mod sessions_api;
 mod store;
+mod ui;
 mod wire;
 mod ws;

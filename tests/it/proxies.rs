@@ -400,6 +400,16 @@ async fn scenarios(w: World) {
         );
     }
     assert!(r.body.contains("\"alice\""), "{name}: {}", r.body);
+    // The admin UI through the proxy, its CSP intact.
+    for path in ["/ui/", "/ui/app.js"] {
+        let r = auth(path.into(), vec![]).await;
+        assert_eq!(r.status, 200, "{name}: {path} through the proxy\n{r:?}");
+        assert_eq!(
+            r.header("content-security-policy"),
+            Some(gatehouse::http::ui::CSP),
+            "{name}: {path}"
+        );
+    }
     let forged = format!(
         "Bearer {}.{}",
         w.alice.rsplit_once('.').unwrap().0,

@@ -10,6 +10,7 @@ pub mod pg;
 pub mod proxies;
 pub mod raw;
 pub mod redfish;
+pub mod webdriver;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
