@@ -65,12 +65,17 @@ pub async fn root() -> Redirect {
     Redirect::permanent("/ui/")
 }
 
-/// `GET /ui/` — the page.
+/// `GET /ui/` — the admin web UI (log in through the browser flow; it
+/// calls this API with the session cookie).
+/// **Permissions**: none to load; each page needs its API's.
+#[utoipa::path(get, path = "/ui/", tag = "ui", responses((status = 200, description = "the page (text/html) with a strict Content-Security-Policy", content_type = "text/html"), (status = 304, description = "not modified (If-None-Match)")))]
 pub async fn index(headers: HeaderMap) -> Response {
     serve("index.html", &headers)
 }
 
-/// `GET /ui/{file}` — the page's scripts, styles and icon.
+/// `GET /ui/{file}` — the page's script, styles and icon (`app.js`,
+/// `app.css`, `icon.svg`).
+#[utoipa::path(get, path = "/ui/{file}", tag = "ui", params(("file" = String, Path, description = "app.js, app.css or icon.svg")), responses((status = 200, description = "the file"), (status = 304, description = "not modified (If-None-Match)"), (status = 404, description = "no such file", body = crate::http::api::ErrorBody)))]
 pub async fn file(Path(name): Path<String>, headers: HeaderMap) -> Response {
     serve(&name, &headers)
 }

@@ -116,8 +116,10 @@ fn topic_of(action: &str) -> &'static str {
 }
 
 /// `GET /api/v1/ws` — the admin event stream (WebSocket); see the module docs.
-/// **Permissions**: any; audit entries as events need `audit:read`.
-#[utoipa::path(get, path = "/api/v1/ws", tag = "events", params(("token" = Option<String>, Query, description = "a bearer token, for browsers that cannot set headers on a WebSocket")), responses((status = 101, description = "upgraded: JSON text messages with a type (connection_established, pong, stats_update, subscribed, event, error); closed with 1008 and token_expired, session_ended or banned when the credential ends"), (status = 401, description = "no or refused credentials", body = super::api::ErrorBody), (status = 403, description = "no permission at all, banned, or a cookie from another origin", body = super::api::ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
+/// **Permissions**: any (stats); events need `events:read` and the topic's
+/// read permission (audit:read, sessions:read, bans:read, allowlist:read,
+/// status:read for control, monitoring:read for denials).
+#[utoipa::path(get, path = "/api/v1/ws", tag = "events", params(("token" = Option<String>, Query, description = "a bearer token, for browsers that cannot set headers on a WebSocket")), responses((status = 101, description = "upgraded: JSON text messages with a type (connection_established, pong, stats_update, subscribed, event, token_expiring, refreshed, error); closed with 1008 and token_expired, session_ended or banned when the credential ends, 1001 idle_timeout after admin.live.idle_timeout of silence"), (status = 401, description = "no or refused credentials", body = super::api::ErrorBody), (status = 403, description = "no permission at all, banned, or a cookie from an origin other than public_url's or server.allowed_origins", body = super::api::ErrorBody), (status = 429, description = "too_many_sockets: 8 per user, 256 in all", body = super::api::ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn ws(
     State(st): State<AppState>,
     ask: Ask,

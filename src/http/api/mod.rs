@@ -103,6 +103,7 @@ pub struct LineError {
         control::power, control::power_action,
         actions::list, actions::run, actions::get_run,
         crate::http::ws::ws,
+        crate::http::ui::index, crate::http::ui::file,
         openapi,
     ),
     components(schemas(ErrorBody, ErrorDetail, LineError, ParamError, actions::RunRequest, bans::NewBan, allowlist::NewEntry, control::Press, control::PowerRequest)),
