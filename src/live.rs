@@ -6,7 +6,8 @@
 //! `admin.live.denials_per_second` offers a second (over all sockets) are
 //! built and sent on a broadcast channel (a send never waits; a socket that
 //! falls behind loses events, which it is told). The denials left out are
-//! counted in the next event's `skipped`.
+//! counted in the next event's `skipped`. Each event is serialized once, as
+//! the socket message, and shared by every socket.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -36,7 +37,7 @@ pub struct Denial {
 
 #[derive(Debug)]
 pub struct DenialFeed {
-    tx: broadcast::Sender<Arc<Denial>>,
+    tx: broadcast::Sender<Arc<str>>,
     listeners: AtomicUsize,
     /// `(second << 32) | sent in that second`.
     window: AtomicU64,
@@ -46,7 +47,7 @@ pub struct DenialFeed {
 
 /// A subscription; the feed stops building events when the last is dropped.
 pub struct DenialListener {
-    rx: broadcast::Receiver<Arc<Denial>>,
+    rx: broadcast::Receiver<Arc<str>>,
     feed: Arc<DenialFeed>,
 }
 
@@ -57,7 +58,9 @@ impl Drop for DenialListener {
 }
 
 impl DenialListener {
-    pub async fn recv(&mut self) -> Result<Arc<Denial>, broadcast::error::RecvError> {
+    /// The next event: the whole socket message
+    /// (`{"type":"event","topic":"denials","denial":{...}}`).
+    pub async fn recv(&mut self) -> Result<Arc<str>, broadcast::error::RecvError> {
         self.rx.recv().await
     }
 }
@@ -97,7 +100,9 @@ impl DenialFeed {
             return;
         }
         let skipped = self.skipped.swap(0, Ordering::Relaxed);
-        let _ = self.tx.send(Arc::new(make(skipped)));
+        let message =
+            serde_json::json!({"type": "event", "topic": "denials", "denial": make(skipped)});
+        let _ = self.tx.send(message.to_string().into());
     }
 
     /// Take one of this second's places, if any is left.
@@ -154,8 +159,10 @@ mod tests {
         }
         feed.offer(101, denial);
         let mut got = vec![];
-        while let Ok(d) = l.rx.try_recv() {
-            got.push(d.skipped);
+        while let Ok(m) = l.rx.try_recv() {
+            let v: serde_json::Value = serde_json::from_str(&m).unwrap();
+            assert_eq!(v["topic"], "denials");
+            got.push(v["denial"]["skipped"].as_u64().unwrap());
         }
         assert_eq!(
             got,

@@ -25,6 +25,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::Response;
+use futures_util::SinkExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -163,37 +164,58 @@ pub async fn ws(
     };
     Ok(upgrade
         .max_message_size(64 * 1024)
+        // Clients send a few small messages. tungstenite zeroes its read buffer
+        // up to this size on every read attempt: 128 KiB (the default) per
+        // wake-up was most of a socket's cost (measured with perf).
+        .read_buffer_size(4 * 1024)
+        // What may wait in memory for a socket that does not read: past it
+        // the socket ends (send_timeout bounds the time, this the bytes).
+        .max_write_buffer_size(1024 * 1024)
         .on_upgrade(move |socket| async move {
             serve(st, who, identity, cred, socket).await;
             drop(slot);
         }))
 }
 
-/// One socket's sending side: a message that cannot be written within
-/// `admin.live.send_timeout` ends the socket (the reader stopped reading; the
-/// server never waits on it longer).
+/// One socket's sending side. Answers go out at once; events and periodic
+/// stats are queued and written together every [`FLUSH_EVERY`] (fewer,
+/// larger writes: on loopback the kernel's cost per write dominated). Any
+/// write that cannot finish within `admin.live.send_timeout` ends the socket
+/// (the reader stopped reading; the server never waits on it longer).
 struct Out<'a> {
     st: &'a AppState,
     socket: WebSocket,
+    /// Messages queued but not yet written.
+    queued: bool,
 }
 
+/// How long an event may wait to be written with others.
+const FLUSH_EVERY: Duration = Duration::from_millis(200);
+
 impl Out<'_> {
+    /// An answer: written now (with anything queued before it).
     async fn send(&mut self, v: Value) -> bool {
         self.frame(Message::Text(v.to_string().into())).await
     }
 
+    /// A frame, written now.
     async fn frame(&mut self, m: Message) -> bool {
-        let limit = self.st.config.admin.live.send_timeout;
-        match tokio::time::timeout(limit, self.socket.send(m)).await {
-            Ok(r) => r.is_ok(),
-            Err(_) => {
-                self.st
-                    .metrics
-                    .ws_closed_slow
-                    .fetch_add(1, Ordering::Relaxed);
-                false
-            }
-        }
+        self.queued = false;
+        let st = self.st;
+        bounded(st, self.socket.send(m)).await
+    }
+
+    /// An event: queued, written at the next flush.
+    async fn queue(&mut self, m: Message) -> bool {
+        self.queued = true;
+        let st = self.st;
+        bounded(st, self.socket.feed(m)).await
+    }
+
+    async fn flush(&mut self) -> bool {
+        self.queued = false;
+        let st = self.st;
+        bounded(st, self.socket.flush()).await
     }
 
     async fn close(mut self, code: u16, reason: &'static str) {
@@ -203,6 +225,20 @@ impl Out<'_> {
                 reason: reason.into(),
             })))
             .await;
+    }
+}
+
+/// A write, within `admin.live.send_timeout` or the socket's end.
+async fn bounded(
+    st: &AppState,
+    write: impl std::future::Future<Output = Result<(), axum::Error>>,
+) -> bool {
+    match tokio::time::timeout(st.config.admin.live.send_timeout, write).await {
+        Ok(r) => r.is_ok(),
+        Err(_) => {
+            st.metrics.ws_closed_slow.fetch_add(1, Ordering::Relaxed);
+            false
+        }
     }
 }
 
@@ -335,9 +371,7 @@ impl Subscriptions {
     }
 
     /// The next sampled denial, or never when not subscribed.
-    async fn next_denial(
-        &mut self,
-    ) -> Result<Arc<crate::live::Denial>, tokio::sync::broadcast::error::RecvError> {
+    async fn next_denial(&mut self) -> Result<Arc<str>, tokio::sync::broadcast::error::RecvError> {
         match &mut self.denials {
             Some(l) => l.recv().await,
             None => std::future::pending().await,
@@ -353,7 +387,13 @@ async fn serve(
     socket: WebSocket,
 ) {
     let live = st.config.admin.live.clone();
-    let mut out = Out { st: &st, socket };
+    let mut out = Out {
+        st: &st,
+        socket,
+        queued: false,
+    };
+    let mut flush_tick = tokio::time::interval(FLUSH_EVERY);
+    flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut warned = false;
     let mut events = st.services.audit.log().subscribe();
     let permitted = permitted(&who);
@@ -398,17 +438,18 @@ async fn serve(
                 Ok(e) => {
                     let topic = topic_of(&e.action);
                     !subs.topics.contains(topic)
-                        || out.send(json!({"type": "event", "topic": topic, "entry": e})).await
+                        || out.queue(Message::Text(json!({"type": "event", "topic": topic, "entry": e}).to_string().into())).await
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => lagged(&mut out, n).await,
                 Err(_) => return,
             },
             d = subs.next_denial() => match d {
-                Ok(d) => out.send(json!({"type": "event", "topic": "denials", "denial": *d})).await,
+                Ok(m) => out.queue(Message::Text(String::from(&*m).into())).await,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => lagged(&mut out, n).await,
                 Err(_) => return,
             },
-            _ = stats_tick.tick() => out.send(stats(&st, &mut since)).await,
+            _ = stats_tick.tick() => out.queue(Message::Text(stats(&st, &mut since).to_string().into())).await,
+            _ = flush_tick.tick(), if out.queued => out.flush().await,
             _ = ping_tick.tick() => out.frame(Message::Ping(Default::default())).await,
             _ = tick.tick() => {
                 if let Some(reason) = ended(&st, &id, &cred) {

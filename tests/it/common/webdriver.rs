@@ -201,20 +201,34 @@ impl Browser {
         .to_string()
     }
 
+    /// Does `what` to the element matching `css`, finding it again when the
+    /// page re-rendered it in between (a live update).
+    async fn on_element(&self, css: &str, what: &str, body: Value) {
+        for _ in 0..5 {
+            let e = self.wait_for(css).await;
+            let v = self
+                .post(&format!("/element/{e}/{what}"), body.clone())
+                .await;
+            if v.is_null() {
+                return;
+            }
+            assert!(
+                v["error"] == "stale element reference",
+                "{what} on {css}: {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{css} kept being replaced");
+    }
+
     pub async fn click(&self, css: &str) {
-        let e = self.wait_for(css).await;
-        let v = self.post(&format!("/element/{e}/click"), json!({})).await;
-        assert!(v.is_null(), "clicking {css}: {v}");
+        self.on_element(css, "click", json!({})).await;
     }
 
     /// Types into a field (after clearing it), as a user would, key by key.
     pub async fn type_into(&self, css: &str, text: &str) {
-        let e = self.wait_for(css).await;
-        self.post(&format!("/element/{e}/clear"), json!({})).await;
-        let v = self
-            .post(&format!("/element/{e}/value"), json!({ "text": text }))
-            .await;
-        assert!(v.is_null(), "typing into {css}: {v}");
+        self.on_element(css, "clear", json!({})).await;
+        self.on_element(css, "value", json!({ "text": text })).await;
     }
 
     /// Presses keys on whatever has the focus (e.g. "\u{E00C}" = Escape).
