@@ -529,3 +529,44 @@ async fn another_origin_may_use_the_cookie_only_when_configured() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_socket_closes_with_1008_when_its_token_expires_or_its_user_is_banned() {
+    let gh = Server::start(&config_with("")).await;
+    let req = gatehouse::identity::MintRequest {
+        sub: "brief".into(),
+        roles: vec!["admin".into()],
+        ttl_secs: 2,
+        ..Default::default()
+    };
+    let brief = gh
+        .state
+        .local
+        .as_ref()
+        .unwrap()
+        .mint(&req, gh.state.clock.now())
+        .unwrap();
+    let mut ws = open(&gh, &brief).await;
+    assert_eq!(next(&mut ws).await["type"], "connection_established");
+    assert_eq!(
+        closed(&mut ws, Duration::from_secs(6)).await,
+        (1008, "token_expired".into())
+    );
+
+    let mallory = gh.mint("mallory", &["admin"]);
+    let mut ws = open(&gh, &mallory).await;
+    assert_eq!(next(&mut ws).await["type"], "connection_established");
+    let (s, _) = gh
+        .api(
+            "POST",
+            "/api/v1/bans",
+            Some(&gh.mint("root", &["admin"])),
+            Some(json!({"kind": "user", "value": "mallory", "duration": "1h"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        closed(&mut ws, Duration::from_secs(3)).await,
+        (1008, "banned".into())
+    );
+}
