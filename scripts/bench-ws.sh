@@ -14,6 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+. scripts/bench-lib.sh
 DUR=${1:-10}
 ROUNDS=${ROUNDS:-5}
 CONNS=${CONNS:-16}
@@ -34,9 +35,6 @@ cleanup() {
   rm -rf "$W"
 }
 trap cleanup EXIT
-
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 
 P_GH=$(port)
 cat > "$W/gatehouse.toml" <<EOF
@@ -83,12 +81,8 @@ stop_clients() { kill "$CLIENTS" 2>/dev/null; wait "$CLIENTS" 2>/dev/null || tru
 metric() { curl -s "http://127.0.0.1:$P_GH/metrics" | awk -v m="$1" '$1==m {print $2}'; }
 
 run() {  # prints "rps p99_ms"
-  local out rps p99
-  out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DUR}s" --latency -s "$W/fwd.lua" "http://127.0.0.1:$P_GH/authz/forward")
-  echo "$out" >> "$W/wrk.log"
-  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-  p99=$(echo "$out" | awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}')
-  echo "$rps $p99"
+  taskset -c 1 wrk -t1 -c"$CONNS" -d"${DUR}s" --latency -s "$W/fwd.lua" "http://127.0.0.1:$P_GH/authz/forward" \
+    | tee -a "$W/wrk.log" | wrk_summary
 }
 
 echo "== warm-up"
@@ -107,8 +101,7 @@ for round in $(seq 1 "$ROUNDS"); do
   stop_clients
   echo "   round $round: A $(echo "$A" | tr ';' '\n' | tail -2 | head -1) | B $(echo "$B" | tr ';' '\n' | tail -2 | head -1) (sockets open at the end: $OPEN_AFTER)"
 done
-med() { python3 -c "import statistics,sys; v=[float(x.split()[int(sys.argv[2])-1]) for x in sys.argv[1].split(';') if x.strip()]; print(round(statistics.median(v), 3 if sys.argv[2]=='2' else 0))" "$1" "$2"; }
-A_RPS=$(med "$A" 1); A_P99=$(med "$A" 2); B_RPS=$(med "$B" 1); B_P99=$(med "$B" 2)
+A_RPS=$(median "$A" 1); A_P99=$(median "$A" 2); B_RPS=$(median "$B" 1); B_P99=$(median "$B" 2)
 RATIO=$(python3 -c "print(f'{$B_RPS/$A_RPS:.3f}')")
 SLOW=$(metric gatehouse_ws_closed_slow_total); DROPPED=$(metric gatehouse_ws_events_dropped_total)
 RECEIVED=$(grep -h "messages" "$W/clients.log" | tail -1)
@@ -132,14 +125,5 @@ Both setups get 20 denied decisions a second besides the load.
 <!-- bench-ws:end -->
 EOF
 )
-python3 - "$ROOT/docs/benchmarks.md" "$SECTION" <<'PY'
-import sys, re
-path, section = sys.argv[1], sys.argv[2]
-text = open(path).read()
-if "<!-- bench-ws:start -->" in text:
-    text = re.sub(r"<!-- bench-ws:start -->.*?<!-- bench-ws:end -->", lambda m: section, text, flags=re.S)
-else:
-    text = text.rstrip() + "\n\n## With admin sockets open (`scripts/bench-ws.sh`)\n\n" + section + "\n"
-open(path, "w").write(text)
-PY
+replace_section "$ROOT/docs/benchmarks.md" bench-ws "With admin sockets open (\`scripts/bench-ws.sh\`)" "$SECTION"
 echo "$SECTION"

@@ -13,6 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+. scripts/bench-lib.sh
 DUR=${1:-10}
 ROUNDS=${ROUNDS:-5}
 CONNS=${CONNS:-16}
@@ -47,8 +48,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 
 P_IDP=$(port); P_GH=$(port); P_204=$(port); P_BACK=$(port); P_PLAIN=$(port); P_AUTH=$(port); P_FLOOR=$(port); P_NOOP=$(port); P_APACHE=$(port)
 
@@ -203,13 +202,7 @@ run() {
   echo "steal: $((s1 - s0)) ticks over ${DUR_OVERRIDE:-$DUR}s" >> "$W/wrk.log"
   echo "$((s1 - s0)) $(( ${DUR_OVERRIDE:-$DUR} * $(nproc) * $(getconf CLK_TCK) ))" >> "$W/steal.txt"
   echo "$out" >> "$W/wrk.log"
-  local rps p99
-  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-  p99=$(echo "$out" | awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}')
-  local non2xx
-  non2xx=$(echo "$out" | awk '/Non-2xx/ {print $4}')
-  if [ -n "$non2xx" ]; then echo "WARNING: $non2xx non-2xx answers from $url" >&2; fi
-  echo "$rps $p99"
+  echo "$out" | wrk_summary
 }
 
 cat > "$W/fwd.lua" <<EOF
@@ -253,9 +246,7 @@ for round in $(seq 1 "$ROUNDS"); do
   R[apache]+="$(run "http://127.0.0.1:$P_APACHE/authz" -s "$W/bearer.lua");"
   echo "   round $round done"
 done
-med() {  # med KEY FIELD(1=rps,2=p99)
-  python3 -c "import statistics,sys; v=[float(x.split()[int(sys.argv[2])-1]) for x in sys.argv[1].split(';') if x.strip()]; print(round(statistics.median(v), 3 if sys.argv[2]=='2' else 0))" "${R[$1]}" "$2"
-}
+med() { median "${R[$1]}" "$2"; }  # med KEY FIELD(1=rps,2=p99)
 N204_RPS=$(med n204 1); N204_P99=$(med n204 2)
 GH_RPS=$(med gh 1); GH_P99=$(med gh 2)
 PLAIN_RPS=$(med plain 1); PLAIN_P99=$(med plain 2)
@@ -307,14 +298,5 @@ nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), $("$APACHE" -v | awk -F/ '/vers
 <!-- bench:end -->
 EOF
 )
-python3 - "$ROOT/docs/benchmarks.md" "$SECTION" <<'PY'
-import sys, re
-path, section = sys.argv[1], sys.argv[2]
-text = open(path).read()
-if "<!-- bench:start -->" in text:
-    text = re.sub(r"<!-- bench:start -->.*?<!-- bench:end -->", lambda m: section, text, flags=re.S)
-else:
-    text = text.rstrip() + "\n\n## Behind real proxies (scripts/bench.sh)\n\n" + section + "\n"
-open(path, "w").write(text)
-PY
+replace_section "$ROOT/docs/benchmarks.md" bench "Behind real proxies (scripts/bench.sh)" "$SECTION"
 echo "$SECTION"

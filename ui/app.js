@@ -221,13 +221,16 @@ function stateClass(s) {
     (s === "failed" || s === "timed_out" || s === "refused" ? "bad" : "warn");
 }
 
+/** What an operation did: its result and each step (service stops, commands, power steps). */
 function outcomeNodes(o) {
   if (!o) return [];
-  const steps = Array.isArray(o.steps) ? o.steps : [];
+  const steps = Array.isArray(o.steps) ? o.steps : [...(o.services || []), ...(o.after || [])];
+  const text = (v) => (v === undefined || v === null ? "" : typeof v === "string" ? v : JSON.stringify(v));
   return [
     h("p", {}, "Result: ", h("strong", { class: stateClass(o.result || o.state) }, o.result || o.state || "?")),
     steps.length
-      ? h("ul", { class: "lines" }, steps.map((s) => h("li", {}, `${s.step || s.name || s.service || ""} ${s.result || s.state || ""} ${s.detail || s.message || ""}`.trim())))
+      ? h("ul", { class: "lines" }, steps.map((s) =>
+          h("li", {}, [s.step || s.service || (s.argv || []).join(" "), s.result, text(s.detail)].filter(Boolean).join(" — "))))
       : null,
   ];
 }

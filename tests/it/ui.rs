@@ -136,6 +136,12 @@ async fn allowlist_cidrs(w: &World, token: &str) -> Vec<String> {
         .collect()
 }
 
+async fn kill_switch(w: &World, token: &str) -> Value {
+    w.gh.api("GET", "/api/v1/control/kill-switch", Some(token), None)
+        .await
+        .1
+}
+
 async fn assert_no_csp_violations(b: &Browser, who: &str) {
     let bad: Vec<String> = b
         .console()
@@ -296,27 +302,13 @@ async fn the_admin_ui_in_a_real_browser() {
     a.type_into("#modal-phrase", "CONFIRM_STOP").await;
     a.click("#modal-ok").await;
     a.wait_text("#modal-error", "CONFIRM_EMERGENCY_STOP").await;
-    let (_, k) =
-        w.gh.api(
-            "GET",
-            "/api/v1/control/kill-switch",
-            Some(&root_token),
-            None,
-        )
-        .await;
+    let k = kill_switch(&w, &root_token).await;
     assert_eq!(k["engaged"], false, "a wrong phrase changes nothing");
     a.type_into("#modal-phrase", "CONFIRM_EMERGENCY_STOP").await;
     a.click("#modal-ok").await;
     a.wait_text("#kill-state", "ENGAGED").await;
     a.wait_text("#control-outcome", "Result").await;
-    let (_, k) =
-        w.gh.api(
-            "GET",
-            "/api/v1/control/kill-switch",
-            Some(&root_token),
-            None,
-        )
-        .await;
+    let k = kill_switch(&w, &root_token).await;
     assert_eq!(
         (k["engaged"].clone(), k["engaged_by"].clone()),
         (json!(true), json!("root"))

@@ -154,13 +154,7 @@ async fn the_socket_closes_with_1008_when_its_session_ends() {
         sid: Some("sid-ws".into()),
         ..Default::default()
     };
-    let alice = gh
-        .state
-        .local
-        .as_ref()
-        .unwrap()
-        .mint(&req, gh.state.clock.now())
-        .unwrap();
+    let alice = gh.mint_req(&req);
     let root = gh.mint("root", &["admin"]);
     let mut ws = open(&gh, &alice).await;
     assert_eq!(next(&mut ws).await["type"], "connection_established");
@@ -227,12 +221,7 @@ async fn an_expiring_token_is_announced_and_refreshed_in_place() {
             ttl_secs: ttl,
             ..Default::default()
         };
-        gh.state
-            .local
-            .as_ref()
-            .unwrap()
-            .mint(&req, gh.state.clock.now())
-            .unwrap()
+        gh.mint_req(&req)
     };
     let mut ws = open(&gh, &mint("erin", 40)).await;
     assert_eq!(next(&mut ws).await["type"], "connection_established");
@@ -539,13 +528,7 @@ async fn the_socket_closes_with_1008_when_its_token_expires_or_its_user_is_banne
         ttl_secs: 2,
         ..Default::default()
     };
-    let brief = gh
-        .state
-        .local
-        .as_ref()
-        .unwrap()
-        .mint(&req, gh.state.clock.now())
-        .unwrap();
+    let brief = gh.mint_req(&req);
     let mut ws = open(&gh, &brief).await;
     assert_eq!(next(&mut ws).await["type"], "connection_established");
     assert_eq!(

@@ -1,0 +1,35 @@
+# Shared by the benchmark scripts (sourced, not run).
+
+# A free loopback port; waiting for something to listen on one.
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+
+# wrk's output (stdin) as "requests/s p99_ms"; warns about non-2xx answers.
+wrk_summary() {
+  local out rps p99 non2xx
+  out=$(cat)
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  p99=$(echo "$out" | awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}')
+  non2xx=$(echo "$out" | awk '/Non-2xx/ {print $4}')
+  if [ -n "$non2xx" ]; then echo "WARNING: $non2xx non-2xx answers" >&2; fi
+  echo "$rps $p99"
+}
+
+# The median of field N (1 = requests/s, 2 = p99) of "rps p99;rps p99;...".
+median() { python3 -c "import statistics,sys; v=[float(x.split()[int(sys.argv[2])-1]) for x in sys.argv[1].split(';') if x.strip()]; print(round(statistics.median(v), 3 if sys.argv[2]=='2' else 0))" "$1" "$2"; }
+
+# Replaces the section between <!-- MARK:start --> and <!-- MARK:end --> of
+# FILE with SECTION (which carries the markers), or appends it under TITLE.
+replace_section() {
+  python3 - "$1" "$2" "$3" "$4" <<'PY'
+import sys, re
+path, mark, title, section = sys.argv[1:5]
+text = open(path).read()
+start, end = f"<!-- {mark}:start -->", f"<!-- {mark}:end -->"
+if start in text:
+    text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda m: section, text, flags=re.S)
+else:
+    text = text.rstrip() + f"\n\n## {title}\n\n" + section + "\n"
+open(path, "w").write(text)
+PY
+}
