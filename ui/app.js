@@ -79,8 +79,8 @@ function errorNodes(e) {
   if (Array.isArray(d.lines)) {
     out.push(h("ul", { class: "lines" }, d.lines.map((l) => h("li", {}, `line ${l.line}: ${l.message}`))));
   }
-  if (d.params && typeof d.params === "object") {
-    out.push(h("ul", { class: "lines" }, Object.entries(d.params).map(([k, v]) => h("li", {}, `${k}: ${v}`))));
+  if (Array.isArray(d.params)) {
+    out.push(h("ul", { class: "lines" }, d.params.map((p) => h("li", {}, `${p.name}: ${p.message}`))));
   }
   if (d.login_url) out.push(" ", h("a", { href: d.login_url }, "Log in again with a second factor"));
   return out;
@@ -824,7 +824,8 @@ function debounce(f, ms) {
   };
 }
 
-const refreshSoon = debounce(() => current && current.refresh && current.refresh(), 300);
+// Refreshes the page an event was for, unless the user has moved on since.
+const refreshSoon = debounce((id) => current && current.id === id && current.refresh && current.refresh(), 300);
 
 function setLive(state, text) {
   const el = $("live");
@@ -864,7 +865,7 @@ function connect() {
     } else if (msg.type === "connection_established") {
       ws.send(JSON.stringify({ type: "get_stats" }));
     } else if (msg.type === "event" && current && current.topics.includes(msg.topic)) {
-      refreshSoon();
+      refreshSoon(current.id);
       if (current.id === "overview") askStats();
     }
   });

@@ -80,6 +80,11 @@ policy = "one_factor"
 ops = ["sessions:read", "events:read", "status:read"]
 [control.kill_switch]
 engage_deny = true
+[[actions]]
+name = "rotate-logs"
+description = "Rotate the feed's logs"
+argv = ["/bin/sh", "-c", "echo rotating $1 days, $2", "sh", "{{days}}", "{{mode}}"]
+params = {{ days = {{ type = "integer", min = 1, max = 90 }}, mode = {{ type = "enum", values = ["gzip", "plain"] }} }}
 "#,
         issuer = idp.issuer
     ));
@@ -331,6 +336,30 @@ async fn the_admin_ui_in_a_real_browser() {
     a.click("#modal-ok").await;
     a.wait_text("#kill-state", "off").await;
 
+    // An action with typed parameters: a bad one is named, a good one runs
+    // and its output is shown.
+    a.click("#nav a[data-page=actions]").await;
+    a.wait_for("form[aria-label=rotate-logs] input[name=days]")
+        .await;
+    a.type_into("form[aria-label=rotate-logs] input[name=days]", "900")
+        .await;
+    a.js(
+        "document.querySelector('form[aria-label=rotate-logs] input[name=days]').removeAttribute('max'); return 1;",
+        json!([]),
+    )
+    .await;
+    a.click("form[aria-label=rotate-logs] button[type=submit]")
+        .await;
+    a.wait_text("form[aria-label=rotate-logs] .error", "days")
+        .await;
+    a.type_into("form[aria-label=rotate-logs] input[name=days]", "7")
+        .await;
+    a.click("form[aria-label=rotate-logs] button[type=submit]")
+        .await;
+    a.wait_text("#action-run", "succeeded").await;
+    a.wait_text("#action-run pre", "rotating 7 days, gzip")
+        .await;
+
     // Every admin change made in the UI is in the audit log, by root.
     let (_, v) =
         w.gh.api(
@@ -353,6 +382,7 @@ async fn the_admin_ui_in_a_real_browser() {
         ("control.kill_switch", "refused"),
         ("control.kill_switch", "ok"),
         ("control.kill_switch.release", "ok"),
+        ("action.run", "ok"),
     ] {
         assert!(done.contains(&needed), "{needed:?} in {done:?}");
     }
