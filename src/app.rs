@@ -58,6 +58,8 @@ pub struct Inner {
     pub sockets: std::sync::Mutex<std::collections::HashMap<String, usize>>,
     /// Denials offered to the admin sockets (`crate::live`).
     pub denials: Arc<crate::live::DenialFeed>,
+    /// This process's claim on its SQLite database (one process per file).
+    pub sqlite_claim: Option<std::fs::File>,
 }
 
 /// The session secret: inline, from `session.secret_file` (created when
@@ -80,6 +82,7 @@ fn session_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
 /// applies pending migrations, creates the local signing key if it is configured
 /// and missing. Does not fetch keys (see [`start_key_loading`]).
 pub async fn build_state(config: Config, clock: Option<SharedClock>) -> anyhow::Result<AppState> {
+    let sqlite_claim = crate::store::claim_sqlite(&config.store.url)?;
     let store = Store::connect(&config.store.url).await?;
     let applied = store.migrate().await?;
     if applied > 0 {
@@ -236,6 +239,7 @@ pub async fn build_state(config: Config, clock: Option<SharedClock>) -> anyhow::
             notify.clone(),
         ),
         notify,
+        replicas: service::replicas::Replicas::new(store.clone()),
         sessions,
         allowlist,
         bans,
@@ -266,6 +270,7 @@ pub async fn build_state(config: Config, clock: Option<SharedClock>) -> anyhow::
         services,
         sockets: Default::default(),
         denials,
+        sqlite_claim,
     }))
 }
 
@@ -319,7 +324,13 @@ fn issuer_is_http(issuer: &str) -> bool {
 pub async fn start_background(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
     state.validator.load_all().await;
     let mut tasks = state.validator.spawn_refreshers();
-    tasks.push(service::jobs::spawn(state.services.clone()));
+    tasks.push(service::jobs::spawn(
+        state.services.clone(),
+        state.config.store.reload_interval,
+    ));
+    if let Some(t) = state.services.replicas.spawn(state.services.clone()) {
+        tasks.push(t);
+    }
     tasks
 }
 

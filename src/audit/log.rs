@@ -21,6 +21,15 @@ pub enum AuditError {
     Store(#[from] StoreError),
 }
 
+/// Where relaying other processes' entries stands: the last sequence number
+/// read from the store, and this process's own entries above it (already
+/// published when they were appended).
+#[derive(Debug, Default)]
+struct Relay {
+    cursor: Option<i64>,
+    own: std::collections::BTreeSet<i64>,
+}
+
 #[derive(Debug, Default)]
 struct CheckpointState {
     last_seq: i64,
@@ -41,6 +50,8 @@ pub struct AuditLog {
     /// Every committed entry, for live subscribers (the admin socket); a send
     /// never waits, a subscriber that falls behind loses the oldest.
     events: tokio::sync::broadcast::Sender<Entry>,
+    /// Other processes' entries relayed to this one's subscribers (PostgreSQL).
+    relay: Mutex<Relay>,
     /// The last verification's time and report (for the status overview).
     last_verification: Mutex<Option<(i64, Report)>>,
     http: reqwest::Client,
@@ -72,6 +83,7 @@ impl AuditLog {
                 last_at: clock.now(),
             }),
             last_verification: Mutex::new(None),
+            relay: Mutex::new(Relay::default()),
             events: tokio::sync::broadcast::channel(1024).0,
             clock,
             http: crate::crypto::http_client()
@@ -97,6 +109,11 @@ impl AuditLog {
                 .await?
         };
         self.metrics.audit_entries.inc(&[&e.action]);
+        self.relay
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .own
+            .insert(e.seq);
         let _ = self.events.send(e.clone());
         if let Err(err) = self.mirror(&e) {
             tracing::error!(error = %err, "cannot write the audit JSON-lines mirror");
@@ -105,6 +122,36 @@ impl AuditLog {
             self.checkpoint(e.seq, &e.hash).await;
         }
         Ok(e)
+    }
+
+    /// Publishes to this process's subscribers the entries other processes
+    /// appended since the last call (the first call only marks where to start).
+    pub async fn relay_others(&self) {
+        let cursor = self.relay.lock().unwrap_or_else(|p| p.into_inner()).cursor;
+        let Some(cursor) = cursor else {
+            if let Ok((head, _)) = self.store.audit_head().await {
+                let mut r = self.relay.lock().unwrap_or_else(|p| p.into_inner());
+                r.cursor = Some(head);
+                r.own.retain(|s| *s > head);
+            }
+            return;
+        };
+        let entries = match self.store.audit_after(cursor, 1000).await {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read other replicas' audit entries");
+                return;
+            }
+        };
+        let mut r = self.relay.lock().unwrap_or_else(|p| p.into_inner());
+        for e in entries {
+            r.cursor = Some(e.seq);
+            if !r.own.remove(&e.seq) {
+                let _ = self.events.send(e);
+            }
+        }
+        let c = r.cursor.unwrap_or(0);
+        r.own.retain(|s| *s > c);
     }
 
     /// Appends, and on failure logs it; for events that already happened

@@ -8,11 +8,15 @@ use super::values::V;
 #[serde(default)]
 pub(super) struct RawStore {
     url: Option<String>,
+    reload_interval: Option<String>,
 }
 
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     pub url: String,
+    /// How often everything other processes may have changed is re-read (the
+    /// backstop: on PostgreSQL each change is announced and applied at once).
+    pub reload_interval: std::time::Duration,
 }
 
 impl RawStore {
@@ -36,6 +40,17 @@ impl RawStore {
             _ => store_url,
         };
 
-        StoreConfig { url: store_url }
+        let reload_interval = v.duration(
+            "store.reload_interval",
+            raw.reload_interval.as_deref(),
+            "5s",
+        );
+        if reload_interval < std::time::Duration::from_secs(1) {
+            v.err("store.reload_interval", "must be at least 1s");
+        }
+        StoreConfig {
+            url: store_url,
+            reload_interval,
+        }
     }
 }

@@ -27,7 +27,8 @@ pub async fn readyz(State(st): State<AppState>) -> Response {
         .status
         .store_health(std::time::Duration::from_secs(1))
         .await;
-    let ready = st.validator.ready() && store_ok;
+    let replicas = &st.services.replicas;
+    let ready = st.validator.ready() && store_ok && replicas.in_sync();
     let status = if ready {
         StatusCode::OK
     } else {
@@ -39,6 +40,7 @@ pub async fn readyz(State(st): State<AppState>) -> Response {
             "status": if ready {"ready"} else {"not_ready"},
             "issuers": issuers,
             "store": {"backend": backend, "reachable": store_ok},
+            "replicas": {"shared_store": replicas.shared(), "in_sync": replicas.in_sync()},
         })),
     )
         .into_response()

@@ -29,6 +29,7 @@ pub mod login;
 pub mod notify;
 pub mod power;
 pub mod reload;
+pub mod replicas;
 pub mod sessions;
 pub mod status;
 pub mod usage;
@@ -48,6 +49,7 @@ pub struct Services {
     pub power: power::Power,
     pub actions: actions::Actions,
     pub notify: notify::Notifier,
+    pub replicas: replicas::Replicas,
 }
 
 /// Why a domain operation did not happen. One `From<DomainError> for ApiError`

@@ -16,7 +16,7 @@ use super::DomainError;
 use crate::audit::log::AuditLog;
 use crate::clock::SharedClock;
 use crate::identity::revocation::{Revocations, ANY_ISSUER};
-use crate::identity::session::SessionTable;
+use crate::identity::session::{LiveSession, SessionTable};
 use crate::store::{Revocation, RevocationKind, SessionRecord, Store, StoreError};
 
 /// How long a revocation is kept: longer than any access token should live.
@@ -224,6 +224,21 @@ impl Sessions {
         let _gate = self.table.write_gate.lock().await;
         let records = self.store.live_sessions(self.clock.now(), None).await?;
         self.table.load(&records);
+        Ok(())
+    }
+
+    /// Re-reads one session (another process created, changed or ended it)
+    /// into the table, under the sessions' write gate.
+    pub async fn reload_one(&self, id: &str) -> Result<(), StoreError> {
+        let _gate = self.table.write_gate.lock().await;
+        match self.store.session(id).await? {
+            Some(r) if r.terminated_at.is_none() && r.expires_at > self.clock.now() => {
+                self.table.replace(LiveSession::from_record(&r));
+            }
+            _ => {
+                self.table.remove(id);
+            }
+        }
         Ok(())
     }
 

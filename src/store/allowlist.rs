@@ -3,6 +3,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use super::changes::Change;
 use super::{Store, StoreError};
 
 /// One runtime allowlist entry.
@@ -47,6 +48,7 @@ impl Store {
             ids.push(r.try_get::<i64, _>(0)?);
         }
         tx.commit().await?;
+        self.announce(Change::Allowlist).await;
         Ok(ids)
     }
 
@@ -73,6 +75,7 @@ impl Store {
         .bind(id)
         .execute(&self.pool)
         .await?;
+        self.announce(Change::Allowlist).await;
         Ok(r.rows_affected() == 1)
     }
 }

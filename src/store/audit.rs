@@ -4,6 +4,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use super::changes::Change;
 use super::{Store, StoreError};
 
 /// Filters for a page of audit entries. Times are RFC 3339 UTC (`...Z`).
@@ -80,6 +81,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.announce(Change::Audit).await;
         Ok(e)
     }
 
@@ -131,6 +133,24 @@ impl Store {
             .iter()
             .map(|r| audit_from_row(r).map_err(StoreError::Corrupt))
             .collect()
+    }
+
+    /// Entries after sequence number `seq`, oldest first, at most `limit`.
+    pub async fn audit_after(
+        &self,
+        seq: i64,
+        limit: i64,
+    ) -> Result<Vec<crate::audit::Entry>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2"
+        ))
+        .bind(seq)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| audit_from_row(r).map_err(StoreError::Corrupt))
+        .collect()
     }
 
     /// The chain's end: (sequence number, hash); (0, genesis) when empty.

@@ -3,6 +3,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use super::changes::Change;
 use super::{Store, StoreError};
 
 /// A ban of a client address or a user (brute-force regulation).
@@ -49,6 +50,7 @@ impl Store {
         .bind(b.expires_at)
         .fetch_one(&self.pool)
         .await?;
+        self.announce(Change::Bans).await;
         Ok(row.try_get::<i64, _>(0)?)
     }
 
@@ -77,6 +79,7 @@ impl Store {
         .bind(id)
         .execute(&self.pool)
         .await?;
+        self.announce(Change::Bans).await;
         Ok(r.rows_affected() == 1)
     }
 }

@@ -4,6 +4,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use super::changes::Change;
 use super::{Store, StoreError};
 
 /// One named value, with who set it and when.
@@ -49,6 +50,7 @@ impl Store {
         .bind(&v.updated_by)
         .execute(&self.pool)
         .await?;
+        self.announce(Change::Control).await;
         Ok(())
     }
 }

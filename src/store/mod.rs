@@ -6,6 +6,7 @@
 mod allowlist;
 mod audit;
 mod bans;
+pub mod changes;
 mod control;
 mod revocations;
 mod sessions;
@@ -183,6 +184,72 @@ pub enum StoreError {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The URL as configured (the change listener opens its own connection).
+    url: std::sync::Arc<str>,
+    /// This process's name in change announcements (`changes`).
+    origin: std::sync::Arc<str>,
+}
+
+/// A random name for this process (16 hex digits).
+fn new_origin() -> std::sync::Arc<str> {
+    let mut b = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut b).expect("the system random generator failed");
+    b.iter()
+        .map(|x| format!("{x:02x}"))
+        .collect::<String>()
+        .into()
+}
+
+/// The file a SQLite URL names (`None` for an in-memory database).
+pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or("");
+    (!path.is_empty() && !path.contains(":memory:")).then(|| path.into())
+}
+
+/// Claims a SQLite database for this process: one serving process per file
+/// (each keeps its snapshots in memory; a second would not see the first's
+/// changes at once). The claim is a lock on `<file>.lock`, held while the
+/// returned file is open; `None` for PostgreSQL and in-memory databases.
+pub fn claim_sqlite(url: &str) -> Result<Option<std::fs::File>, StoreError> {
+    use std::io::{Read, Seek, Write};
+    let Some(db) = sqlite_path(url) else {
+        return Ok(None);
+    };
+    let mut lock_path = db.clone().into_os_string();
+    lock_path.push(".lock");
+    let lock_path = std::path::PathBuf::from(lock_path);
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(|e| StoreError::Url(format!("cannot open {}: {e}", lock_path.display())))?;
+    match f.try_lock() {
+        Ok(()) => {
+            let _ = f.set_len(0);
+            let _ = f.rewind();
+            let _ = writeln!(f, "{}", std::process::id());
+            Ok(Some(f))
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = f.read_to_string(&mut pid);
+            Err(StoreError::Url(format!(
+                "another gatehouse process (pid {}) serves {}: one process per SQLite database; \
+                 for several replicas use one PostgreSQL (store.url = \"postgres://...\")",
+                pid.trim(),
+                db.display()
+            )))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Url(format!(
+            "cannot lock {}: {e}",
+            lock_path.display()
+        ))),
+    }
 }
 
 /// A SQLite URL that creates the file if it is missing.
@@ -200,6 +267,7 @@ impl Store {
     /// Connects (the SQLite file is created if missing). Does not migrate.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
+        let configured: std::sync::Arc<str> = url.into();
         let backend = Backend::of(url)
             .ok_or_else(|| StoreError::Url("must start with sqlite:// or postgres://".into()))?;
         let (url, max) = match backend {
@@ -227,7 +295,12 @@ impl Store {
                 .execute(&pool)
                 .await?;
         }
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            url: configured,
+            origin: new_origin(),
+        })
     }
 
     pub fn backend(&self) -> Backend {

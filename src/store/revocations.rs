@@ -3,6 +3,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use super::changes::Change;
 use super::{Store, StoreError};
 
 /// A bearer-token revocation: by IdP session (`sid`) or by user (`sub`).
@@ -63,6 +64,7 @@ impl Store {
         .bind(r.expires_at)
         .execute(&self.pool)
         .await?;
+        self.announce(Change::Revocations).await;
         Ok(())
     }
 

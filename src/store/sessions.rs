@@ -3,6 +3,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use super::changes::Change;
 use super::{Store, StoreError};
 
 /// One stored session. `id` is the SHA-256 (hex) of the cookie value.
@@ -116,6 +117,7 @@ impl Store {
             .bind(s.refresh_at)
             .execute(&self.pool)
             .await?;
+        self.announce(Change::Session(s.id.clone())).await;
         Ok(())
     }
 
@@ -138,6 +140,7 @@ impl Store {
         .bind(id)
         .execute(&self.pool)
         .await?;
+        self.announce(Change::Session(id.to_string())).await;
         Ok(r.rows_affected() == 1)
     }
 
@@ -243,6 +246,7 @@ impl Store {
         .bind(id)
         .execute(&self.pool)
         .await?;
+        self.announce(Change::Session(id.to_string())).await;
         Ok(r.rows_affected() == 1)
     }
 
@@ -278,6 +282,9 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
+        if !ids.is_empty() {
+            self.announce(Change::Sessions).await;
+        }
         Ok(ids)
     }
 }

@@ -19,6 +19,7 @@ mod openapi;
 mod power;
 mod proxies;
 mod regulation;
+mod replicas;
 mod sessions_api;
 mod store;
 mod ui;

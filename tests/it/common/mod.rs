@@ -423,7 +423,8 @@ impl Drop for Server {
 
 /// An HTTP client that does not follow redirects (we assert on them).
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
+    // gatehouse's builder: it installs the one TLS crypto provider first.
+    gatehouse::crypto::http_client()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(20))
         .build()
@@ -474,7 +475,11 @@ pub fn spawn_serve(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> (Child, S
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        let echo = std::env::var_os("GATEHOUSE_TEST_ECHO").is_some();
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if echo {
+                eprintln!("[serve] {line}");
+            }
             if let Some(i) = line.find("address=") {
                 let _ = tx.send(line[i + 8..].split_whitespace().next().unwrap().to_string());
             }

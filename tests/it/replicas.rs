@@ -1,0 +1,452 @@
+//! Several replicas: three real `gatehouse serve` processes on one real
+//! PostgreSQL. A change made through one (a session's termination, a user's
+//! token revocation, a ban, an allowlist removal, the kill switch) denies on
+//! the others at once — announced with NOTIFY, not found by the periodic
+//! reload, which these tests set to a minute. Also: an admin socket on one
+//! replica sees the others' audit entries; a replica whose listener loses its
+//! connection is not ready until it has caught up; SQLite stays one process.
+
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use crate::common;
+use common::*;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
+/// Far more than NOTIFY needs, far less than the periodic reload (60 s).
+const BOUND: Duration = Duration::from_secs(3);
+
+struct Replicas {
+    pg: pg::Postgres,
+    dir: tempfile::TempDir,
+    cfg: std::path::PathBuf,
+    procs: Vec<(Child, String)>,
+    admin: String,
+}
+
+impl Drop for Replicas {
+    fn drop(&mut self) {
+        for (c, _) in &mut self.procs {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn mint(cfg: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(["token", "mint", "--config", cfg.to_str().unwrap()])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn start(n: usize) -> Replicas {
+    let pg = pg::Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("g.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"[server]
+listen = "127.0.0.1:0"
+public_url = "https://auth.example.com"
+[store]
+url = "{}"
+reload_interval = "60s"
+[local_issuer]
+signing_key_file = "k.pem"
+[session]
+secret = "a-shared-session-secret-0123456789abcdef"
+[access]
+default_policy = "deny"
+two_factor_amr = ["otp"]
+allowlist_enforced = true
+allowlist = ["127.0.0.0/8"]
+[[access.rules]]
+domains = ["app.example.com"]
+policy = "one_factor"
+[control.kill_switch]
+engage_deny = true
+"#,
+            pg.url
+        ),
+    )
+    .unwrap();
+    // The shared signing key first, so the processes do not race to create it.
+    let admin = mint(
+        &cfg,
+        &["--sub", "root", "--roles", "admin", "--amr", "pwd,otp"],
+    );
+    let procs = (0..n)
+        .map(|_| {
+            spawn_serve(
+                &["serve", "--config", cfg.to_str().unwrap()],
+                dir.path(),
+                &[],
+            )
+        })
+        .collect();
+    let w = Replicas {
+        pg,
+        dir,
+        cfg,
+        procs,
+        admin,
+    };
+    // Ready: listening for the others' changes and caught up.
+    for i in 0..n {
+        let t = Instant::now();
+        loop {
+            let r = Command::new("curl")
+                .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+                .arg(format!("http://{}/readyz", w.addr(i)))
+                .output()
+                .unwrap();
+            if r.stdout == b"200" {
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "replica {i} never ready"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    w
+}
+
+impl Replicas {
+    fn addr(&self, i: usize) -> &str {
+        &self.procs[i].1
+    }
+
+    async fn api(&self, i: usize, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut r = client()
+            .request(m, format!("http://{}{path}", self.addr(i)))
+            .bearer_auth(&self.admin);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let r = r.send().await.unwrap();
+        let s = r.status().as_u16();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The decision on replica `i` for `https://host/` with these headers.
+    async fn decide(&self, i: usize, host: &str, headers: &[(&str, &str)]) -> u16 {
+        let mut r = client()
+            .get(format!("http://{}/authz/forward", self.addr(i)))
+            .header("X-Forwarded-Proto", "https")
+            .header("X-Forwarded-Host", host)
+            .header("X-Forwarded-Uri", "/")
+            .header("X-Forwarded-Method", "GET");
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        r.send().await.unwrap().status().as_u16()
+    }
+
+    /// Waits until every replica in `which` answers `want`; how long it took.
+    async fn until_all(
+        &self,
+        which: &[usize],
+        want: u16,
+        host: &str,
+        headers: &[(&str, &str)],
+    ) -> Duration {
+        let t = Instant::now();
+        for &i in which {
+            loop {
+                let got = self.decide(i, host, headers).await;
+                if got == want {
+                    break;
+                }
+                assert!(
+                    t.elapsed() < BOUND,
+                    "replica {i} still answers {got}, not {want}, {:?} after the change",
+                    t.elapsed()
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        t.elapsed()
+    }
+
+    async fn ready(&self, i: usize) -> (u16, Value) {
+        let r = client()
+            .get(format!("http://{}/readyz", self.addr(i)))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_through_one_replica_denies_on_the_others_at_once() {
+    let w = start(3);
+    for i in 0..3 {
+        let (s, v) = w.ready(i).await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(
+            v["replicas"],
+            json!({"shared_store": true, "in_sync": true})
+        );
+    }
+
+    // A browser session, as a login on any replica would store it.
+    let store = gatehouse::store::Store::connect(&w.pg.url).await.unwrap();
+    let cookie =
+        gatehouse::identity::seal::random_token(gatehouse::identity::session::SESSION_COOKIE_BYTES);
+    let now = gatehouse::clock::Clock::now(&gatehouse::clock::SystemClock);
+    let id = gatehouse::identity::session::session_id(&cookie);
+    store
+        .insert_session(&session_record(id.clone(), "carol", &[], now))
+        .await
+        .unwrap();
+    let c = format!("gatehouse_session={cookie}");
+    let with_cookie = [("Cookie", c.as_str())];
+    w.until_all(&[0, 1, 2], 200, "app.example.com", &with_cookie)
+        .await;
+    // Terminated through replica 0: replicas 1 and 2 deny the cookie.
+    let (s, _) = w
+        .api(0, "DELETE", &format!("/api/v1/sessions/{id}"), None)
+        .await;
+    assert_eq!(s, 200);
+    w.until_all(&[1, 2], 401, "app.example.com", &with_cookie)
+        .await;
+
+    // A user's tokens revoked through replica 1.
+    let alice = format!("Bearer {}", mint(&w.cfg, &["--sub", "alice"]));
+    let bearer = [("Authorization", alice.as_str())];
+    w.until_all(&[0, 1, 2], 200, "app.example.com", &bearer)
+        .await;
+    let (s, _) = w
+        .api(1, "POST", "/api/v1/sessions/terminate-all?user=alice", None)
+        .await;
+    assert_eq!(s, 200);
+    w.until_all(&[0, 2], 401, "app.example.com", &bearer).await;
+
+    // A ban through replica 2.
+    let mallory = format!("Bearer {}", mint(&w.cfg, &["--sub", "mallory"]));
+    let bearer = [("Authorization", mallory.as_str())];
+    w.until_all(&[0, 1], 200, "app.example.com", &bearer).await;
+    let (s, _) = w
+        .api(
+            2,
+            "POST",
+            "/api/v1/bans",
+            Some(json!({"kind": "user", "value": "mallory", "duration": "1h"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    w.until_all(&[0, 1], 403, "app.example.com", &bearer).await;
+
+    // An allowlist entry added through replica 0 lets its network in on the
+    // others; removed through replica 1, it keeps it out of 0 and 2 again.
+    let bob = format!("Bearer {}", mint(&w.cfg, &["--sub", "bob"]));
+    let from_lab = [
+        ("X-Forwarded-For", "198.51.100.7"),
+        ("Authorization", bob.as_str()),
+    ];
+    w.until_all(&[0, 1, 2], 403, "app.example.com", &from_lab)
+        .await;
+    let (s, v) = w
+        .api(
+            0,
+            "POST",
+            "/api/v1/allowlist",
+            Some(json!({"cidr": "198.51.100.0/24", "description": "lab"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    w.until_all(&[1, 2], 200, "app.example.com", &from_lab)
+        .await;
+    let entry = v["entry"]["id"].as_str().unwrap().to_string();
+    let (s, _) = w
+        .api(1, "DELETE", &format!("/api/v1/allowlist/{entry}"), None)
+        .await;
+    assert_eq!(s, 200);
+    w.until_all(&[0, 2], 403, "app.example.com", &from_lab)
+        .await;
+
+    // The kill switch pressed through replica 2: the others deny everything.
+    let bearer = [("Authorization", bob.as_str())];
+    let (s, v) = w
+        .api(
+            2,
+            "POST",
+            "/api/v1/control/kill-switch",
+            Some(json!({"confirm": "CONFIRM_EMERGENCY_STOP", "reason": "test"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    w.until_all(&[0, 1], 403, "app.example.com", &bearer).await;
+    let (s, _) = w
+        .api(
+            0,
+            "POST",
+            "/api/v1/control/kill-switch/release",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    w.until_all(&[1, 2], 200, "app.example.com", &bearer).await;
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn next(ws: &mut Ws) -> Value {
+    let m = tokio::time::timeout(BOUND, ws.next())
+        .await
+        .expect("a message in time")
+        .unwrap()
+        .unwrap();
+    serde_json::from_str(m.to_text().unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_socket_on_one_replica_sees_what_happens_on_another() {
+    let w = start(2);
+    let url = format!("ws://{}/api/v1/ws?token={}", w.addr(1), w.admin);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    assert_eq!(next(&mut ws).await["type"], "connection_established");
+    let (s, _) = w
+        .api(
+            0,
+            "POST",
+            "/api/v1/bans",
+            Some(json!({"kind": "ip", "value": "192.0.2.1", "duration": "1h"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let mut seen = vec![];
+    while seen.len() < 2 {
+        let m = next(&mut ws).await;
+        if m["type"] == "event" {
+            seen.push((m["entry"]["action"].clone(), m["entry"]["result"].clone()));
+        }
+    }
+    assert_eq!(
+        seen,
+        vec![
+            (json!("ban.add"), json!("requested")),
+            (json!("ban.add"), json!("ok"))
+        ],
+        "replica 0's entries, on replica 1's socket"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_lost_its_listener_catches_up_before_it_is_ready() {
+    let w = start(2);
+    let mallory = format!("Bearer {}", mint(&w.cfg, &["--sub", "mallory"]));
+    let bearer = [("Authorization", mallory.as_str())];
+    w.until_all(&[1], 200, "app.example.com", &bearer).await;
+    // Every connection of both replicas is cut (the listeners' too)...
+    let admin = sqlx::PgPool::connect(&w.pg.url).await.unwrap();
+    let cut: i64 = sqlx::query_scalar(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    assert!(cut >= 2, "the replicas' connections: {cut}");
+    // ... and a ban is made through replica 0 meanwhile: replica 1 misses its
+    // notification, finds the ban when it reads everything again on
+    // reconnecting, and denies long before its periodic reload.
+    let t = Instant::now();
+    loop {
+        let (s, _) = w
+            .api(
+                0,
+                "POST",
+                "/api/v1/bans",
+                Some(json!({"kind": "user", "value": "mallory", "duration": "1h"})),
+            )
+            .await;
+        if s == 200 {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "replica 0 reconnects its pool"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let t = Instant::now();
+    while w.decide(1, "app.example.com", &bearer).await != 403 {
+        assert!(t.elapsed() < Duration::from_secs(10), "replica 1 caught up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // And it says it is ready again once listening and caught up.
+    let t = Instant::now();
+    loop {
+        let (s, v) = w.ready(1).await;
+        if s == 200 {
+            assert_eq!(v["replicas"]["in_sync"], true);
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "replica 1 never ready again: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = &w.dir;
+}
+
+#[test]
+fn a_second_process_on_one_sqlite_file_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("g.toml");
+    std::fs::write(
+        &cfg,
+        "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://auth.example.com\"\n\
+         [store]\nurl = \"sqlite://one.db\"\n[local_issuer]\nsigning_key_file = \"k.pem\"\n",
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    let (mut first, _) = spawn_serve(&["serve", "--config", c], dir.path(), &[]);
+    let second = Command::new(BIN)
+        .args(["serve", "--config", c])
+        .env("GATEHOUSE_LOG", "error")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success());
+    assert!(
+        err.contains("another gatehouse process")
+            && err.contains(&format!("pid {}", first.id()))
+            && err.contains("PostgreSQL"),
+        "{err}"
+    );
+    // The offline commands still work beside the serving process.
+    let verify = Command::new(BIN)
+        .args(["audit", "verify", "--config", c])
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let _ = first.kill();
+    let _ = first.wait();
+    // Once the first is gone, the file is free again.
+    let (mut again, _) = spawn_serve(&["serve", "--config", c], dir.path(), &[]);
+    let _ = again.kill();
+    let _ = again.wait();
+}
