@@ -46,9 +46,8 @@ async fn main() {
         let (kind, req) = if i % 2 == 0 {
             (
                 "ban",
-                http.post(format!("http://{origin}/api/v1/bans")).json(
-                    &serde_json::json!({"kind": "user", "value": user, "duration": "1h"}),
-                ),
+                http.post(format!("http://{origin}/api/v1/bans"))
+                    .json(&serde_json::json!({"kind": "user", "value": user, "duration": "1h"})),
             )
         } else {
             (

@@ -72,8 +72,8 @@ fn session_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
         return load_or_create_secret(p).map_err(|e| anyhow::anyhow!("session.secret_file: {e}"));
     }
     tracing::warn!(
-        "no session.secret or session.secret_file: logins in progress and refresh tokens \
-         will not survive a restart; set session.secret_file"
+        "session.per_process_secret: logins in progress and stored refresh tokens \
+         will not survive a restart"
     );
     Ok(random_token(32).into_bytes())
 }

@@ -306,9 +306,18 @@ fn validate(raw: RawConfig, base_dir: &Path, label: &str, errors: &mut Vec<Confi
     let store = raw.store.validate(&mut v);
     let (issuers, issuer_names) = issuers::validate(raw.issuers, &mut v);
     let local_issuer = issuers::validate_local(raw.local_issuer, &issuer_names, &mut v);
-    let session = raw
-        .session
-        .validate(&server.public_url, &raw.access.two_factor_acr, &mut v);
+    // Without a configured secret, one kept in a file beside the SQLite
+    // database (or, for PostgreSQL, the configuration file) survives restarts.
+    let secret_dir = crate::store::sqlite_path(&store.url)
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or_else(|| base_dir.to_path_buf());
+    let session = raw.session.validate(
+        &server.public_url,
+        &raw.access.two_factor_acr,
+        secret_dir.join("gatehouse-session-secret"),
+        &mut v,
+    );
     let access = raw.access.validate(&mut v);
     let regulation = raw.regulation.validate(&mut v);
     let admin = raw.admin.validate(&mut v);
@@ -661,6 +670,32 @@ unit = "engine.service"
         assert!(k.contains(&"server.listen_addr"), "{k:?}");
         assert!(k.contains(&"acess"), "{k:?}");
         assert!(k.contains(&"access.rules[0].domain"), "{k:?}");
+    }
+
+    #[test]
+    fn the_session_secret_is_kept_beside_the_database_unless_chosen_otherwise() {
+        let c = load("[store]\nurl = \"sqlite:///var/lib/gh/db.sqlite\"\n", &[]).unwrap();
+        assert_eq!(
+            c.session.secret_file.as_deref(),
+            Some(Path::new("/var/lib/gh/gatehouse-session-secret"))
+        );
+        let c = load("[session]\nper_process_secret = true\n", &[]).unwrap();
+        assert_eq!(
+            (c.session.secret_file, c.session.per_process_secret),
+            (None, true)
+        );
+        let c = load(
+            "[session]\nsecret = \"0123456789abcdef0123456789abcdef\"\n",
+            &[],
+        )
+        .unwrap();
+        assert!(c.session.secret_file.is_none());
+        let e = load(
+            "[session]\nper_process_secret = true\nsecret_file = \"s\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(keys(&e), vec!["session.per_process_secret"]);
     }
 
     #[test]

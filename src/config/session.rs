@@ -19,6 +19,7 @@ pub(super) struct RawSession {
     pub(super) insecure_http: Option<bool>,
     secret: Option<String>,
     secret_file: Option<String>,
+    per_process_secret: Option<bool>,
     redirect_domains: Option<Vec<String>>,
     default_redirect: Option<String>,
     step_up_acr_values: Option<String>,
@@ -36,7 +37,12 @@ pub struct SessionConfig {
     /// Seals the pre-login cookie and stored IdP tokens; inline or from the environment.
     pub secret: Option<Secret>,
     /// A file holding the secret; created (0600) on first start if missing.
+    /// Without `secret`, `secret_file` or `per_process_secret`, a file beside
+    /// the SQLite database (or the configuration file) is used.
     pub secret_file: Option<PathBuf>,
+    /// A random secret for this process only (logins in progress, stored
+    /// refresh tokens and logout hints do not survive a restart).
+    pub per_process_secret: bool,
     /// Where `rd` may point after login or logout.
     pub redirect_domains: Vec<crate::decision::rules::DomainPattern>,
     /// Where browsers go when `rd` is missing or refused.
@@ -53,10 +59,12 @@ impl RawSession {
     /// `public_url` is `server.public_url` (its host is a default redirect
     /// domain); `two_factor_acr` is `access.two_factor_acr` (the default
     /// step-up `acr_values`).
+    /// `default_secret_file`: where the secret is kept when none is configured.
     pub(super) fn validate(
         self,
         public_url: &url::Url,
         two_factor_acr: &[String],
+        default_secret_file: PathBuf,
         v: &mut V,
     ) -> SessionConfig {
         let raw = self;
@@ -102,7 +110,18 @@ impl RawSession {
                 "both session.secret and session.secret_file are set; keep one of them",
             );
         }
-        let session_secret_file = raw.secret_file.as_deref().map(|f| v.path(f));
+        let per_process_secret = raw.per_process_secret.unwrap_or(false);
+        if per_process_secret && (session_secret.is_some() || raw.secret_file.is_some()) {
+            v.err(
+                "session.per_process_secret",
+                "is set with session.secret or session.secret_file; keep one of them",
+            );
+        }
+        let session_secret_file = match (&raw.secret_file, &session_secret, per_process_secret) {
+            (Some(f), _, _) => Some(v.path(f)),
+            (None, None, false) => Some(default_secret_file),
+            _ => None,
+        };
         let mut redirect_domains = Vec::new();
         match &raw.redirect_domains {
             Some(list) => {
@@ -160,6 +179,7 @@ impl RawSession {
             insecure_http,
             secret: session_secret,
             secret_file: session_secret_file,
+            per_process_secret,
             redirect_domains,
             default_redirect,
             step_up_acr_values,

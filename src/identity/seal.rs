@@ -85,16 +85,20 @@ impl Sealer {
 /// Reads the session secret from `path`, or creates it (32 random bytes, hex,
 /// mode 0600) when the file does not exist yet.
 pub fn load_or_create_secret(path: &Path) -> Result<Vec<u8>, String> {
-    match std::fs::read_to_string(path) {
-        Ok(s) => {
-            let s = s.trim_end_matches(['\r', '\n']);
-            if s.len() < 32 {
+    match std::fs::read(path) {
+        Ok(raw) => {
+            // Text (a trailing newline is not part of it) or raw bytes.
+            let key: &[u8] = match std::str::from_utf8(&raw) {
+                Ok(s) => s.trim_end_matches(['\r', '\n']).as_bytes(),
+                Err(_) => &raw,
+            };
+            if key.len() < 32 {
                 return Err(format!(
-                    "{} holds fewer than 32 characters; use a longer secret or delete the file to have one created",
+                    "{} holds fewer than 32 bytes; use a longer secret or delete the file to have one created",
                     path.display()
                 ));
             }
-            Ok(s.as_bytes().to_vec())
+            Ok(key.to_vec())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut raw = [0u8; 32];
@@ -111,6 +115,36 @@ pub fn load_or_create_secret(path: &Path) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_files_hold_text_or_raw_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = dir.path().join("text");
+        std::fs::write(&text, "0123456789abcdef0123456789abcdef\n").unwrap();
+        assert_eq!(
+            load_or_create_secret(&text).unwrap(),
+            b"0123456789abcdef0123456789abcdef"
+        );
+        let raw = dir.path().join("raw");
+        let bytes: Vec<u8> = (0u8..32).map(|b| b.wrapping_mul(37) | 0x80).collect();
+        std::fs::write(&raw, &bytes).unwrap();
+        assert_eq!(
+            load_or_create_secret(&raw).unwrap(),
+            bytes,
+            "not UTF-8: used as is"
+        );
+        std::fs::write(&raw, [0xffu8; 8]).unwrap();
+        assert!(load_or_create_secret(&raw)
+            .unwrap_err()
+            .contains("fewer than 32 bytes"));
+        let made = dir.path().join("made");
+        let first = load_or_create_secret(&made).unwrap();
+        assert_eq!(
+            load_or_create_secret(&made).unwrap(),
+            first,
+            "created once, then kept"
+        );
+    }
 
     #[test]
     fn round_trip_and_tamper() {

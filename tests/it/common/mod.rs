@@ -220,7 +220,21 @@ impl Server {
         let text = toml.replace("{dir}", dir.path().to_str().unwrap());
         let cfg =
             Config::from_toml_str(&text, dir.path(), "test", &[]).unwrap_or_else(|e| panic!("{e}"));
-        let state = build_state(cfg, clock).await.unwrap();
+        // A server of this test just dropped may still hold its SQLite claim
+        // for a moment (its tasks end asynchronously): wait for it.
+        let t = Instant::now();
+        let state = loop {
+            match build_state(cfg.clone(), clock.clone()).await {
+                Ok(s) => break s,
+                Err(e)
+                    if e.to_string().contains("another gatehouse process")
+                        && t.elapsed() < Duration::from_secs(5) =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let mut tasks = start_background(&state).await;
