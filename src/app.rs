@@ -240,6 +240,11 @@ pub async fn build_state(config: Config, clock: Option<SharedClock>) -> anyhow::
         ),
         notify,
         replicas: service::replicas::Replicas::new(store.clone()),
+        retention: service::retention::Retention::new(
+            store.clone(),
+            clock.clone(),
+            config.store.retention,
+        ),
         sessions,
         allowlist,
         bans,

@@ -9,6 +9,7 @@ use super::values::V;
 pub(super) struct RawStore {
     url: Option<String>,
     reload_interval: Option<String>,
+    retention: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -17,6 +18,9 @@ pub struct StoreConfig {
     /// How often everything other processes may have changed is re-read (the
     /// backstop: on PostgreSQL each change is announced and applied at once).
     pub reload_interval: std::time::Duration,
+    /// Ended sessions, expired revocations, lifted or expired bans and
+    /// removed allowlist entries are deleted this long after they ended.
+    pub retention: std::time::Duration,
 }
 
 impl RawStore {
@@ -48,9 +52,17 @@ impl RawStore {
         if reload_interval < std::time::Duration::from_secs(1) {
             v.err("store.reload_interval", "must be at least 1s");
         }
+        let retention = v.duration("store.retention", raw.retention.as_deref(), "7d");
+        if retention < std::time::Duration::from_secs(3600) {
+            v.err(
+                "store.retention",
+                "must be at least 1h (revocations must outlive the tokens they refuse)",
+            );
+        }
         StoreConfig {
             url: store_url,
             reload_interval,
+            retention,
         }
     }
 }

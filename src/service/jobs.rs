@@ -63,6 +63,7 @@ pub async fn round(s: &Services, reload: bool) {
 pub fn spawn(s: Services, reload_every: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut last_reload = tokio::time::Instant::now();
+        let mut last_purge = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(ROUND.min(reload_every)).await;
             let reload = last_reload.elapsed() >= reload_every;
@@ -70,6 +71,12 @@ pub fn spawn(s: Services, reload_every: Duration) -> tokio::task::JoinHandle<()>
                 last_reload = tokio::time::Instant::now();
             }
             round(&s, reload).await;
+            if last_purge.elapsed() >= super::retention::EVERY {
+                last_purge = tokio::time::Instant::now();
+                if let Err(e) = s.retention.purge().await {
+                    tracing::warn!(error = %e, "cannot purge old rows; will retry");
+                }
+            }
         }
     })
 }

@@ -30,6 +30,7 @@ pub mod notify;
 pub mod power;
 pub mod reload;
 pub mod replicas;
+pub mod retention;
 pub mod sessions;
 pub mod status;
 pub mod usage;
@@ -50,6 +51,7 @@ pub struct Services {
     pub actions: actions::Actions,
     pub notify: notify::Notifier,
     pub replicas: replicas::Replicas,
+    pub retention: retention::Retention,
 }
 
 /// Why a domain operation did not happen. One `From<DomainError> for ApiError`

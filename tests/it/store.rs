@@ -153,6 +153,113 @@ async fn scenario(url: &str, backend: Backend) {
     );
 }
 
+/// 10,000 logins in ten rounds, each round's sessions ended 8 days ago, with
+/// revocations, bans and allowlist entries run out alike: after each round's
+/// purge the tables hold only what is live (they stop growing); what is live
+/// is never touched; the audit log is left alone.
+async fn retention_scenario(url: &str) {
+    use gatehouse::store::Purgeable;
+    sqlx::any::install_default_drivers();
+    let store = Store::connect(url).await.unwrap();
+    store.migrate().await.unwrap();
+    let clock = gatehouse::clock::ManualClock::new(gatehouse::clock::Clock::now(
+        &gatehouse::clock::SystemClock,
+    ));
+    let now = gatehouse::clock::Clock::now(&*clock);
+    let old = now - 8 * 86_400;
+    let retention = gatehouse::service::retention::Retention::new(
+        store.clone(),
+        clock.clone(),
+        std::time::Duration::from_secs(7 * 86_400),
+    );
+    let raw = sqlx::AnyPool::connect(url).await.unwrap();
+    for round in 0..10 {
+        let mut tx = raw.begin().await.unwrap();
+        for i in 0..1000 {
+            let id = format!("r{round}s{i}");
+            let (created, expires) = if i < 10 {
+                (now, now + 3600)
+            } else {
+                (old - 60, old)
+            };
+            sqlx::query(
+                "INSERT INTO sessions (id, issuer, subject, username, groups, amr, created_at, last_seen, expires_at) \
+                 VALUES ($1, 'i', 'u', 'u', '[]', '[]', $2, $2, $3)",
+            )
+            .bind(id)
+            .bind(created)
+            .bind(expires)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        }
+        for (q, n) in [
+            ("INSERT INTO revocations (issuer, kind, value, not_before, created_at, expires_at) VALUES ('i', 'sub', 'u', $1, $1, $1)", 50),
+            ("INSERT INTO bans (kind, value, reason, failures, created_at, expires_at) VALUES ('ip', '192.0.2.1', 'r', 1, $1, $1)", 50),
+            ("INSERT INTO allowlist (cidr, description, created_by, created_at, expires_at) VALUES ('192.0.2.0/24', '', 't', $1, $1)", 50),
+        ] {
+            for _ in 0..n {
+                sqlx::query(q).bind(old).execute(&mut *tx).await.unwrap();
+            }
+        }
+        tx.commit().await.unwrap();
+        let purged = retention.purge().await.unwrap();
+        assert_eq!(
+            purged,
+            vec![
+                ("sessions", 990),
+                ("revocations", 50),
+                ("bans", 50),
+                ("allowlist", 50)
+            ],
+            "round {round}"
+        );
+        assert_eq!(
+            store.count(Purgeable::Sessions).await.unwrap(),
+            10 * (round + 1),
+            "only the live sessions stay"
+        );
+        for t in [
+            Purgeable::Revocations,
+            Purgeable::Bans,
+            Purgeable::Allowlist,
+        ] {
+            assert_eq!(store.count(t).await.unwrap(), 0);
+        }
+    }
+    // Within the retention nothing goes: a session that ended yesterday stays.
+    let mut ended = session("yesterday", "u", now - 2 * 86_400, now - 86_400);
+    ended.terminated_at = Some(now - 86_400);
+    store.insert_session(&ended).await.unwrap();
+    assert_eq!(retention.purge().await.unwrap()[0], ("sessions", 0));
+    // A big backlog goes in batches of 1000 within one purge.
+    let mut tx = raw.begin().await.unwrap();
+    for i in 0..2500 {
+        sqlx::query(
+            "INSERT INTO revocations (issuer, kind, value, not_before, created_at, expires_at) VALUES ('i', 'sid', $1, $2, $2, $2)",
+        )
+        .bind(format!("s{i}"))
+        .bind(old)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    assert_eq!(retention.purge().await.unwrap()[1], ("revocations", 2500));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    retention_scenario(&format!("sqlite://{}", dir.path().join("r.db").display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_on_postgres() {
+    let pg = Postgres::start();
+    retention_scenario(&pg.database("gatehouse_retention").await).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_store() {
     let dir = tempfile::tempdir().unwrap();
