@@ -239,7 +239,11 @@ pub async fn build_state(config: Config, clock: Option<SharedClock>) -> anyhow::
             notify.clone(),
         ),
         notify,
-        replicas: service::replicas::Replicas::new(store.clone()),
+        replicas: service::replicas::Replicas::new(
+            store.clone(),
+            clock.clone(),
+            config.store.max_staleness,
+        ),
         retention: service::retention::Retention::new(
             store.clone(),
             clock.clone(),

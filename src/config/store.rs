@@ -10,6 +10,7 @@ pub(super) struct RawStore {
     url: Option<String>,
     reload_interval: Option<String>,
     retention: Option<String>,
+    max_staleness: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -21,6 +22,9 @@ pub struct StoreConfig {
     /// Ended sessions, expired revocations, lifted or expired bans and
     /// removed allowlist entries are deleted this long after they ended.
     pub retention: std::time::Duration,
+    /// With several replicas: how long session decisions go on from this
+    /// process's snapshot while it cannot hear the others' changes.
+    pub max_staleness: std::time::Duration,
 }
 
 impl RawStore {
@@ -59,10 +63,12 @@ impl RawStore {
                 "must be at least 1h (revocations must outlive the tokens they refuse)",
             );
         }
+        let max_staleness = v.duration("store.max_staleness", raw.max_staleness.as_deref(), "60s");
         StoreConfig {
             url: store_url,
             reload_interval,
             retention,
+            max_staleness,
         }
     }
 }

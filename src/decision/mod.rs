@@ -131,6 +131,9 @@ pub enum Reason {
     Banned,
     /// The kill switch is engaged with `engage_deny`: only bypass rules pass.
     KillSwitch,
+    /// A session could not be checked against the shared store for longer
+    /// than `store.max_staleness` (other replicas may have ended it).
+    StoreUnavailable,
     BadRequest(TargetError),
 }
 
@@ -148,6 +151,7 @@ impl Reason {
             Self::UnrepresentableClaim => "unrepresentable_claim",
             Self::Banned => "banned",
             Self::KillSwitch => "kill_switch",
+            Self::StoreUnavailable => "store_unavailable",
             Self::BadRequest(e) => e.as_str(),
         }
     }

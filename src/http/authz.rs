@@ -643,6 +643,14 @@ pub async fn answer(st: &AppState, flavour: Flavour, peer: IpAddr, h: &Seen<'_>)
                 }
                 let decision = match &subject {
                     Subject::User(id) if st.regulation.user_banned(&id.user, now) => banned(),
+                    Subject::User(_)
+                        if source == Source::Session && st.services.replicas.stale(now) =>
+                    {
+                        Decision::Forbidden {
+                            rule: None,
+                            reason: Reason::StoreUnavailable,
+                        }
+                    }
                     _ => {
                         if let (Subject::Refused(_), Some(reason)) = (&subject, detail) {
                             if counts_as_failure(reason) {
@@ -779,6 +787,9 @@ fn respond(
                 Reason::NotAllowlisted => "the client address is not allowed",
                 Reason::TwoFactorRequired => "this resource needs a second factor",
                 Reason::Banned => "too many refused credentials; try again later",
+                Reason::StoreUnavailable => {
+                    "sessions cannot be checked while the store is unreachable; bearer tokens still work"
+                }
                 _ => "access denied",
             };
             Verdict::error(StatusCode::FORBIDDEN, reason.as_str(), msg)

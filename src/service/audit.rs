@@ -70,9 +70,13 @@ pub async fn audited_with<T, E: Coded + From<DomainError>>(
     ))
     .await
     .map_err(|e| {
-        E::from(DomainError::Internal(format!(
-            "audit intent not written, change refused: {e}"
-        )))
+        let crate::audit::log::AuditError::Store(se) = &e;
+        let m = format!("audit intent not written, change refused: {e}");
+        E::from(if se.is_unavailable() {
+            DomainError::Unavailable(m)
+        } else {
+            DomainError::Internal(m)
+        })
     })?;
     let r = change.await;
     let result = if r.is_ok() { "ok" } else { "failed" };

@@ -75,6 +75,8 @@ pub enum DomainError {
     InvalidParams(Vec<(String, String)>),
     /// The backend ran and failed; the outcome (each step) is attached.
     ActionFailed(Box<serde_json::Value>),
+    /// The store does not answer: nothing was changed; try again later.
+    Unavailable(String),
     /// Details go to the log once; callers get a generic message.
     Internal(String),
 }
@@ -92,6 +94,7 @@ impl DomainError {
             DomainError::Busy(_) => "busy",
             DomainError::ActionFailed(_) => "action_failed",
             DomainError::InvalidParams(_) => "invalid_params",
+            DomainError::Unavailable(_) => "store_unavailable",
             DomainError::Internal(_) => "internal",
         }
     }
@@ -102,7 +105,9 @@ impl std::fmt::Display for DomainError {
         match self {
             DomainError::Forbidden(p) => write!(f, "this needs the permission {}", p.as_str()),
             DomainError::NotFound(what) => write!(f, "no such {what}"),
-            DomainError::Invalid(m) | DomainError::Internal(m) => f.write_str(m),
+            DomainError::Invalid(m) | DomainError::Internal(m) | DomainError::Unavailable(m) => {
+                f.write_str(m)
+            }
             DomainError::InvalidLines(l) => write!(f, "{} line(s) are not valid", l.len()),
             DomainError::StepUpRequired(m) => f.write_str(m),
             DomainError::ConfirmationRequired(phrase) => {
@@ -123,6 +128,10 @@ impl std::fmt::Display for DomainError {
 
 impl From<crate::store::StoreError> for DomainError {
     fn from(e: crate::store::StoreError) -> Self {
-        DomainError::Internal(e.to_string())
+        if e.is_unavailable() {
+            DomainError::Unavailable(e.to_string())
+        } else {
+            DomainError::Internal(e.to_string())
+        }
     }
 }

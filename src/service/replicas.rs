@@ -11,13 +11,17 @@
 //! (`service::jobs`) stays as the backstop. On SQLite there is one process
 //! and nothing to listen for.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::Services;
+use crate::clock::SharedClock;
 use crate::store::changes::{Change, Heard};
 use crate::store::{Backend, Store};
+
+/// How often the listening process checks that the store answers.
+const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// This process's view of the other replicas.
 #[derive(Debug, Clone)]
@@ -25,14 +29,37 @@ pub struct Replicas {
     store: Store,
     /// Listening, and caught up since the last connection.
     in_sync: Arc<AtomicBool>,
+    /// When `in_sync` last went false (Unix seconds).
+    lost_at: Arc<AtomicI64>,
+    /// `store.max_staleness` in seconds.
+    max_staleness: i64,
+    clock: SharedClock,
 }
 
 impl Replicas {
-    pub fn new(store: Store) -> Self {
+    pub fn new(store: Store, clock: SharedClock, max_staleness: Duration) -> Self {
         let single = store.backend() == Backend::Sqlite;
         Replicas {
             store,
             in_sync: Arc::new(AtomicBool::new(single)),
+            // The snapshots were read at start: stale from then on until in sync.
+            lost_at: Arc::new(AtomicI64::new(clock.now())),
+            max_staleness: max_staleness.as_secs() as i64,
+            clock,
+        }
+    }
+
+    /// Whether this process's snapshots may be out of date by more than
+    /// `store.max_staleness` (never on SQLite). Two atomic loads.
+    #[inline]
+    pub fn stale(&self, now: i64) -> bool {
+        !self.in_sync.load(Ordering::Relaxed)
+            && now - self.lost_at.load(Ordering::Relaxed) > self.max_staleness
+    }
+
+    fn lost(&self) {
+        if self.in_sync.swap(false, Ordering::Relaxed) {
+            self.lost_at.store(self.clock.now(), Ordering::Relaxed);
         }
     }
 
@@ -61,28 +88,53 @@ impl Replicas {
             match self.store.listen().await {
                 Ok(Some(mut l)) => {
                     backoff = Duration::from_millis(100);
-                    self.catch_up(&s).await;
-                    loop {
-                        match l.next().await {
-                            Ok(Heard::Change(c)) => apply(&s, &c).await,
-                            Ok(Heard::Reconnected) => {
-                                tracing::warn!(
-                                    "the change listener reconnected; reading everything again"
-                                );
-                                self.in_sync.store(false, Ordering::Relaxed);
-                                self.catch_up(&s).await;
+                    // The listener reads in a task of its own and hands over
+                    // what it heard, so that the heartbeat below can give up
+                    // on a connection that went silent without a word.
+                    let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+                    let reader = tokio::spawn(async move {
+                        loop {
+                            let h = l.next().await;
+                            let end = h.is_err();
+                            if tx.send(h).await.is_err() || end {
+                                return;
                             }
-                            Err(e) => {
-                                tracing::warn!(error = %e, "the change listener lost its connection");
-                                break;
+                        }
+                    });
+                    self.catch_up(&s).await;
+                    let mut beat = tokio::time::interval(HEARTBEAT);
+                    loop {
+                        tokio::select! {
+                            h = rx.recv() => match h {
+                                Some(Ok(Heard::Change(c))) => apply(&s, &c).await,
+                                Some(Ok(Heard::Reconnected)) => {
+                                    tracing::warn!("the change listener reconnected; reading everything again");
+                                    self.lost();
+                                    self.catch_up(&s).await;
+                                }
+                                Some(Err(e)) => {
+                                    tracing::warn!(error = %e, "the change listener lost its connection");
+                                    break;
+                                }
+                                None => break,
+                            },
+                            _ = beat.tick() => {
+                                let alive = tokio::time::timeout(HEARTBEAT, self.store.ping()).await;
+                                if !matches!(alive, Ok(Ok(()))) {
+                                    tracing::warn!(
+                                        "the store does not answer: sessions are decided from this process's snapshot for at most store.max_staleness"
+                                    );
+                                    break;
+                                }
                             }
                         }
                     }
+                    reader.abort();
                 }
                 Ok(None) => return,
                 Err(e) => tracing::warn!(error = %e, "cannot listen for other replicas' changes"),
             }
-            self.in_sync.store(false, Ordering::Relaxed);
+            self.lost();
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }

@@ -62,6 +62,7 @@ public_url = "https://auth.example.com"
 [store]
 url = "{}"
 reload_interval = "60s"
+max_staleness = "3s"
 [local_issuer]
 signing_key_file = "k.pem"
 [session]
@@ -406,6 +407,112 @@ async fn a_replica_that_lost_its_listener_catches_up_before_it_is_ready() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let _ = &w.dir;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_postgres_is_down_tokens_go_on_sessions_stop_after_max_staleness_and_changes_fail_closed(
+) {
+    let w = start(2);
+    let store = gatehouse::store::Store::connect(&w.pg.url).await.unwrap();
+    let cookie =
+        gatehouse::identity::seal::random_token(gatehouse::identity::session::SESSION_COOKIE_BYTES);
+    let now = gatehouse::clock::Clock::now(&gatehouse::clock::SystemClock);
+    store
+        .insert_session(&session_record(
+            gatehouse::identity::session::session_id(&cookie),
+            "carol",
+            &[],
+            now,
+        ))
+        .await
+        .unwrap();
+    drop(store);
+    let c = format!("gatehouse_session={cookie}");
+    let with_cookie = [("Cookie", c.as_str())];
+    let alice = format!("Bearer {}", mint(&w.cfg, &["--sub", "alice"]));
+    let bearer = [("Authorization", alice.as_str())];
+    w.until_all(&[0, 1], 200, "app.example.com", &with_cookie)
+        .await;
+
+    w.pg.stop();
+    let stopped = Instant::now();
+    for i in 0..2 {
+        let (s, v) = w.ready(i).await;
+        assert_eq!(s, 503, "not ready while the store is down: {v}");
+        assert_eq!(v["store"]["reachable"], false);
+    }
+    // Admin changes fail with 503 and change nothing.
+    let (s, v) = w
+        .api(
+            0,
+            "POST",
+            "/api/v1/bans",
+            Some(json!({"kind": "user", "value": "alice", "duration": "1h"})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (503, Some("store_unavailable")),
+        "{v}"
+    );
+    // Sessions go on from the snapshot for store.max_staleness (3 s), then stop
+    // with their own reason; bearer tokens go on throughout.
+    let t = Instant::now();
+    let body = loop {
+        let r = client()
+            .get(format!("http://{}/authz/forward", w.addr(1)))
+            .header("X-Forwarded-Proto", "https")
+            .header("X-Forwarded-Host", "app.example.com")
+            .header("X-Forwarded-Uri", "/")
+            .header("X-Forwarded-Method", "GET")
+            .header("Cookie", &c)
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 403 {
+            break r.text().await.unwrap();
+        }
+        assert_eq!(r.status(), 200);
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "sessions never stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(body.contains("store_unavailable"), "{body}");
+    assert!(
+        stopped.elapsed() >= Duration::from_secs(3),
+        "not before max_staleness"
+    );
+    for i in 0..2 {
+        assert_eq!(
+            w.decide(i, "app.example.com", &bearer).await,
+            200,
+            "bearer tokens go on"
+        );
+    }
+
+    // The store comes back: both replicas recover by themselves, catch up, are
+    // ready, and the refused ban was never made.
+    w.pg.start_again();
+    for i in 0..2 {
+        let t = Instant::now();
+        while w.ready(i).await.0 != 200 {
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "replica {i} never recovered"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(w.decide(i, "app.example.com", &with_cookie).await, 200);
+        assert_eq!(
+            w.decide(i, "app.example.com", &bearer).await,
+            200,
+            "alice was never banned"
+        );
+    }
+    let (_, bans) = w.api(0, "GET", "/api/v1/bans", None).await;
+    assert_eq!(bans["bans"], json!([]));
 }
 
 #[test]

@@ -57,7 +57,7 @@ pub struct ErrorDetail {
     /// Stable, machine-readable: unauthenticated, invalid_token, forbidden,
     /// banned, cross_site_request, not_found, bad_request, invalid_import,
     /// step_up_required, confirmation_required, busy, action_failed,
-    /// invalid_params, internal.
+    /// invalid_params, too_many_sockets, store_unavailable, internal.
     pub code: String,
     pub message: String,
     /// Import errors only: every bad line.
@@ -185,6 +185,8 @@ pub enum ApiError {
     TooManySockets,
     /// Details go to the log once; the client gets a generic message.
     Internal(String),
+    /// The store does not answer (503); nothing was changed.
+    Unavailable(String),
 }
 
 impl ApiError {
@@ -206,6 +208,7 @@ impl ApiError {
             ApiError::InvalidParams(_) => "invalid_params",
             ApiError::TooManySockets => "too_many_sockets",
             ApiError::Internal(_) => "internal",
+            ApiError::Unavailable(_) => "store_unavailable",
         }
     }
 }
@@ -305,6 +308,14 @@ impl IntoResponse for ApiError {
                 "too_many_sockets",
                 "too many admin sockets are open; close one first".to_string(),
             ),
+            ApiError::Unavailable(detail) => {
+                tracing::warn!(error = %detail, "the store does not answer; change refused");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the store does not answer; nothing was changed, try again shortly".to_string(),
+                )
+            }
             ApiError::Internal(detail) => {
                 tracing::error!(error = %detail, "companion API failure");
                 (
@@ -332,7 +343,11 @@ impl IntoResponse for ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
-        ApiError::Internal(e.to_string())
+        if e.is_unavailable() {
+            ApiError::Unavailable(e.to_string())
+        } else {
+            ApiError::Internal(e.to_string())
+        }
     }
 }
 
@@ -353,6 +368,7 @@ impl From<DomainError> for ApiError {
             DomainError::ActionFailed(o) => ApiError::ActionFailed(o),
             DomainError::InvalidParams(p) => ApiError::InvalidParams(p),
             DomainError::Internal(m) => ApiError::Internal(m),
+            DomainError::Unavailable(m) => ApiError::Unavailable(m),
         }
     }
 }

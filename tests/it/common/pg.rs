@@ -11,6 +11,9 @@ pub struct Postgres {
     bin: PathBuf,
     data: PathBuf,
     as_postgres: bool,
+    /// The server's options and log, to start it again.
+    opts: String,
+    log: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -112,8 +115,53 @@ impl Postgres {
             bin,
             data,
             as_postgres,
+            opts,
+            log,
             _dir: dir,
         }
+    }
+
+    fn ctl(&self, args: &[&str]) {
+        let ctl = self.bin.join("pg_ctl");
+        let mut c = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(ctl);
+            c
+        } else {
+            Command::new(ctl)
+        };
+        let out = c
+            .arg("-D")
+            .arg(&self.data)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Stops the server (fast shutdown: clients are disconnected).
+    pub fn stop(&self) {
+        self.ctl(&["-m", "fast", "-w", "stop"]);
+    }
+
+    /// Starts it again on the same port and data.
+    pub fn start_again(&self) {
+        self.ctl(&[
+            "-o",
+            &self.opts,
+            "-l",
+            self.log.to_str().unwrap(),
+            "-w",
+            "-t",
+            "30",
+            "start",
+        ]);
     }
 
     /// A fresh database on this server; returns its URL.
