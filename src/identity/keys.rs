@@ -9,6 +9,9 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 pub const MIN_RSA_BITS: usize = 2048;
 /// Largest JWKS document accepted, in bytes.
 pub const MAX_JWKS_BYTES: usize = 512 * 1024;
+/// More keys than any identity provider publishes (Keycloak: a handful): a
+/// set with more is refused whole, the last good set stays.
+pub const MAX_JWKS_KEYS: usize = 100;
 
 /// A verification key and the only algorithms it may be used with.
 pub struct VerifyKey {
@@ -65,6 +68,8 @@ pub enum JwksError {
     DuplicateKid(String),
     #[error("JWKS has no usable signing key")]
     Empty,
+    #[error("JWKS has more than {MAX_JWKS_KEYS} keys")]
+    TooManyKeys,
 }
 
 fn b64url(s: &str) -> Option<Vec<u8>> {
@@ -97,6 +102,9 @@ pub fn parse_jwks(bytes: &[u8]) -> Result<KeySet, JwksError> {
         .get("keys")
         .and_then(|k| k.as_array())
         .ok_or(JwksError::NotJson)?;
+    if keys.len() > MAX_JWKS_KEYS {
+        return Err(JwksError::TooManyKeys);
+    }
     let mut out = Vec::new();
     for raw in keys {
         let kty = raw.get("kty").and_then(|v| v.as_str()).unwrap_or("");
@@ -149,6 +157,17 @@ pub fn parse_jwks(bytes: &[u8]) -> Result<KeySet, JwksError> {
                         continue;
                     }
                 };
+                // Each coordinate is exactly the curve's size.
+                let size = if alg == Algorithm::ES256 { 32 } else { 48 };
+                if [&p.x, &p.y]
+                    .iter()
+                    .any(|c| b64url(c).is_none_or(|b| b.len() != size))
+                {
+                    return Err(JwksError::BadKey(
+                        kid_s,
+                        "EC coordinates of the wrong size".into(),
+                    ));
+                }
                 if declared.is_some_and(|d| d != want) {
                     return Err(JwksError::BadKey(
                         kid_s,
@@ -161,6 +180,12 @@ pub fn parse_jwks(bytes: &[u8]) -> Result<KeySet, JwksError> {
                 if p.curve != EllipticCurve::Ed25519 {
                     tracing::warn!(kid = %kid_s, "skipping OKP key that is not Ed25519");
                     continue;
+                }
+                if b64url(&p.x).is_none_or(|b| b.len() != 32) {
+                    return Err(JwksError::BadKey(
+                        kid_s,
+                        "an Ed25519 public key is 32 bytes".into(),
+                    ));
                 }
                 if declared.is_some_and(|d| d != KeyAlgorithm::EdDSA) {
                     return Err(JwksError::BadKey(
@@ -245,5 +270,26 @@ mod tests {
         );
         assert!(ks.find(Some("enc")).is_none());
         assert!(ks.find(None).is_none(), "no kid with two keys is ambiguous");
+    }
+
+    #[test]
+    fn junk_keys_and_too_many_keys_refuse_the_set() {
+        let short = r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"a","x":"AA"}]}"#;
+        assert!(matches!(
+            parse_jwks(short.as_bytes()),
+            Err(JwksError::BadKey(..))
+        ));
+        let bad_ec = r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"e","x":"AA","y":"AA"}]}"#;
+        assert!(matches!(
+            parse_jwks(bad_ec.as_bytes()),
+            Err(JwksError::BadKey(..))
+        ));
+        let one =
+            r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#;
+        let many = format!("{{\"keys\":[{}]}}", vec![one; MAX_JWKS_KEYS + 1].join(","));
+        assert!(matches!(
+            parse_jwks(many.as_bytes()),
+            Err(JwksError::TooManyKeys)
+        ));
     }
 }

@@ -92,23 +92,6 @@ struct World {
     ed_pkcs8: Vec<u8>,
 }
 
-fn ed_pkcs8(jwk: &Value) -> Vec<u8> {
-    use base64::Engine;
-    let d = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(jwk["d"].as_str().unwrap())
-        .unwrap();
-    let mut der = hex_bytes("302e020100300506032b657004220420");
-    der.extend_from_slice(&d);
-    der
-}
-
-fn hex_bytes(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
 impl World {
     async fn start(store: &str) -> World {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

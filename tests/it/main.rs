@@ -11,6 +11,7 @@ mod audit;
 mod cli;
 mod control;
 mod hostile;
+mod hostile_idp;
 mod idp_tokens;
 mod login;
 mod monitoring;

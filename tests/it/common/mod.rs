@@ -567,3 +567,20 @@ impl Server {
         cookie
     }
 }
+
+/// The PKCS#8 DER of an Ed25519 private JWK (from [`gen_key`]), for signing
+/// tokens in tests.
+pub fn ed_pkcs8(jwk: &Value) -> Vec<u8> {
+    use base64::Engine;
+    let d = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(jwk["d"].as_str().unwrap())
+        .unwrap();
+    // The fixed PKCS#8 prefix of an Ed25519 private key, then the 32 key bytes.
+    let mut der: Vec<u8> = [
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ]
+    .to_vec();
+    der.extend_from_slice(&d);
+    der
+}
