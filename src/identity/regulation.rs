@@ -84,6 +84,9 @@ impl BanSnapshot {
 pub struct Regulation {
     cfg: RegulationConfig,
     failures: Mutex<HashMap<BanKey, VecDeque<i64>>>,
+    /// When the counters were last swept of stale entries (a full map is
+    /// swept at most once a second, not once per new address).
+    last_sweep: std::sync::atomic::AtomicI64,
     bans: ArcSwap<BanSnapshot>,
 }
 
@@ -92,6 +95,7 @@ impl Regulation {
         Regulation {
             cfg,
             failures: Mutex::new(HashMap::new()),
+            last_sweep: std::sync::atomic::AtomicI64::new(0),
             bans: ArcSwap::from_pointee(BanSnapshot::from_bans(bans)),
         }
     }
@@ -130,12 +134,20 @@ impl Regulation {
         let count = {
             let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
             if map.len() >= MAX_TRACKED && !map.contains_key(&key) {
-                map.retain(|_, q| q.back().is_some_and(|t| now - t < window));
+                use std::sync::atomic::Ordering::Relaxed;
+                if self.last_sweep.swap(now, Relaxed) != now {
+                    map.retain(|_, q| q.back().is_some_and(|t| now - t < window));
+                }
                 if map.len() >= MAX_TRACKED {
-                    // Still full of live counters: forget one rather than grow without bound.
-                    if let Some(k) = map.keys().next().cloned() {
-                        map.remove(&k);
-                    }
+                    // Still full of live counters (a flood of addresses): forget
+                    // a tenth of them at once rather than grow without bound
+                    // (one pass per 10,000 new addresses, not one per address).
+                    let mut forget = MAX_TRACKED / 10;
+                    map.retain(|_, _| {
+                        let keep = forget == 0;
+                        forget = forget.saturating_sub(1);
+                        keep
+                    });
                 }
             }
             let q = map.entry(key.clone()).or_default();
@@ -197,6 +209,39 @@ mod tests {
             },
             &[],
         )
+    }
+
+    #[test]
+    fn a_flood_of_new_addresses_stays_bounded_and_cheap_and_bans_still_work() {
+        let r = reg(3);
+        // 300,000 addresses, one failure each, all within the window: the
+        // counters stay at MAX_TRACKED, each new one costing O(1) (a sweep at
+        // most once a second, not one per address).
+        let started = std::time::Instant::now();
+        for i in 0..300_000u32 {
+            let ip = IpAddr::from((0x0a00_0000u32 + i).to_be_bytes());
+            assert!(r
+                .failure(
+                    BanKey::Ip(ip),
+                    "bad_signature",
+                    1000 + i64::from(i / 100_000)
+                )
+                .is_none());
+        }
+        assert!(r.failures.lock().unwrap().len() <= MAX_TRACKED);
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "a flood must not cost a sweep per address: {:?}",
+            started.elapsed()
+        );
+        let ip: IpAddr = "203.0.113.9".parse().unwrap();
+        assert!(r.failure(BanKey::Ip(ip), "bad_signature", 1003).is_none());
+        assert!(r.failure(BanKey::Ip(ip), "bad_signature", 1003).is_none());
+        assert!(
+            r.failure(BanKey::Ip(ip), "bad_signature", 1003).is_some(),
+            "still bans"
+        );
+        assert!(r.ip_banned(ip, 1004));
     }
 
     #[test]
