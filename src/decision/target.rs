@@ -456,6 +456,17 @@ mod tests {
     }
 
     #[test]
+    fn a_decided_path_is_decoded_so_not_raw_input_again() {
+        // Found by the `forwarded` fuzz target (whose property was too strict):
+        // the canonical form is decoded, so it may hold what raw input may not.
+        assert_eq!(
+            canonical_path("/a/./b/%20p.exmaF..").unwrap(),
+            "/a/b/ p.exmaF.."
+        );
+        assert!(canonical_path("/a/b/ p.exmaF..").is_err());
+    }
+
+    #[test]
     fn hosts() {
         use Scheme::*;
         let ok = [

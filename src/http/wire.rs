@@ -172,6 +172,32 @@ pub async fn serve_connection(
     }
 }
 
+/// What the fast path makes of one request head, without answering (for the
+/// fuzz targets): `None` when the head is incomplete or goes to the general
+/// server, else the target the decision would be about (or why there is none).
+pub fn read_head(
+    buf: &[u8],
+    trusted: &[ipnet::IpNet],
+    peer: std::net::IpAddr,
+    now: i64,
+) -> Option<Result<crate::decision::Target, crate::decision::target::TargetError>> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(_)) => {
+            let (flavour, _close) = fast_request(&req)?;
+            let mut seen = Seen::default();
+            for h in req.headers.iter() {
+                seen.add(h.name.as_bytes(), h.value);
+            }
+            Some(crate::http::authz::parse_target(
+                flavour, trusted, peer, &seen, now,
+            ))
+        }
+        _ => None,
+    }
+}
+
 /// The fast path takes a complete head only when it is a decision request with
 /// nothing unusual about its framing: HTTP/1.1, a plain method, the exact path
 /// (with at most a plain query), no body, no upgrade, no `Expect`. Returns the

@@ -455,6 +455,8 @@ mod tests {
             "https://app.example.com/d/abc?orgId=1#x",
             "https://a.b.example.com:8443/x",
             "HTTPS://APP.EXAMPLE.COM/x",
+            // Found by the `rd` fuzz target: a trailing dot names the same host.
+            "https://SSSSSSascSS.example.com.",
         ];
         for rd in good {
             assert!(safe_redirect(rd, &allowed(), false).is_some(), "{rd}");
