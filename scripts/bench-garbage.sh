@@ -24,18 +24,7 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep
 trap cleanup EXIT
 
 P=$(port)
-cat > "$W/g.toml" <<EOF
-[server]
-listen = "127.0.0.1:$P"
-public_url = "https://auth.example.com"
-[local_issuer]
-signing_key_file = "local.pem"
-[access]
-default_policy = "deny"
-[[access.rules]]
-domains = ["app.example.com"]
-policy = "one_factor"
-EOF
+base_config "$W/g.toml" "127.0.0.1:$P"
 GATEHOUSE_LOG=error taskset -c 0 "$GH" serve --config "$W/g.toml" 2>"$W/gh.log" &
 GP=$!
 PIDS+=($GP)

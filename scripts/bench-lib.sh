@@ -33,3 +33,21 @@ else:
 open(path, "w").write(text)
 PY
 }
+
+# The benchmarks' gatehouse configuration: FILE LISTEN [more TOML]. A local
+# signing key (local.pem beside FILE), one one-factor rule for app.example.com.
+base_config() {
+  cat > "$1" <<EOF
+[server]
+listen = "$2"
+public_url = "https://auth.example.com"
+[local_issuer]
+signing_key_file = "local.pem"
+[access]
+default_policy = "deny"
+[[access.rules]]
+domains = ["app.example.com"]
+policy = "one_factor"
+${3:-}
+EOF
+}

@@ -47,21 +47,9 @@ mkdir -p "$W/pg"
 "${AS[@]}" "$PGBIN/pg_ctl" -D "$W/pg" -o "-p $P_PG -k $W/pg -c listen_addresses=127.0.0.1" -l "$W/pg/log" start >/dev/null
 wait_port "$P_PG"
 
-cat > "$W/g.toml" <<EOF
-[server]
-listen = "127.0.0.1:0"
-public_url = "https://auth.example.com"
-[store]
-url = "postgres://postgres@127.0.0.1:$P_PG/postgres"
-reload_interval = "60s"
-[local_issuer]
-signing_key_file = "$W/k.pem"
-[access]
-default_policy = "deny"
-[[access.rules]]
-domains = ["app.example.com"]
-policy = "one_factor"
-EOF
+base_config "$W/g.toml" "127.0.0.1:0" "[store]
+url = \"postgres://postgres@127.0.0.1:$P_PG/postgres\"
+reload_interval = \"60s\""
 ADMIN=$("$GH" token mint --config "$W/g.toml" --sub root --roles admin --ttl 2h)
 LOAD=$("$GH" token mint --config "$W/g.toml" --sub load --ttl 2h)
 for i in $(seq 0 $((CHANGES - 1))); do "$GH" token mint --config "$W/g.toml" --sub "user-$i" --ttl 2h; done > "$W/users.txt"

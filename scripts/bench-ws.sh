@@ -37,20 +37,8 @@ cleanup() {
 trap cleanup EXIT
 
 P_GH=$(port)
-cat > "$W/gatehouse.toml" <<EOF
-[server]
-listen = "127.0.0.1:$P_GH"
-public_url = "https://auth.example.com"
-[local_issuer]
-signing_key_file = "local.pem"
-[access]
-default_policy = "deny"
-[[access.rules]]
-domains = ["app.example.com"]
-policy = "one_factor"
-[admin.live]
-stats_interval = "1s"
-EOF
+base_config "$W/gatehouse.toml" "127.0.0.1:$P_GH" '[admin.live]
+stats_interval = "1s"'
 echo "== gatehouse on CPU 0"
 GATEHOUSE_LOG=warn taskset -c 0 "$GH" serve --config "$W/gatehouse.toml" 2>"$W/gatehouse.log" &
 GH_PID=$!

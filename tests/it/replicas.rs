@@ -143,6 +143,12 @@ impl Replicas {
         (s, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// Bans `value` (`kind` ip or user) for an hour through replica `i`.
+    async fn ban(&self, i: usize, kind: &str, value: &str) -> (u16, Value) {
+        let body = json!({"kind": kind, "value": value, "duration": "1h"});
+        self.api(i, "POST", "/api/v1/bans", Some(body)).await
+    }
+
     /// The decision on replica `i` for `https://host/` with these headers.
     async fn decide(&self, i: usize, host: &str, headers: &[(&str, &str)]) -> u16 {
         let mut r = client()
@@ -242,14 +248,7 @@ async fn a_change_through_one_replica_denies_on_the_others_at_once() {
     let mallory = format!("Bearer {}", mint(&w.cfg, &["--sub", "mallory"]));
     let bearer = [("Authorization", mallory.as_str())];
     w.until_all(&[0, 1], 200, "app.example.com", &bearer).await;
-    let (s, _) = w
-        .api(
-            2,
-            "POST",
-            "/api/v1/bans",
-            Some(json!({"kind": "user", "value": "mallory", "duration": "1h"})),
-        )
-        .await;
+    let (s, _) = w.ban(2, "user", "mallory").await;
     assert_eq!(s, 200);
     w.until_all(&[0, 1], 403, "app.example.com", &bearer).await;
 
@@ -323,14 +322,7 @@ async fn an_admin_socket_on_one_replica_sees_what_happens_on_another() {
     let url = format!("ws://{}/api/v1/ws?token={}", w.addr(1), w.admin);
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     assert_eq!(next(&mut ws).await["type"], "connection_established");
-    let (s, _) = w
-        .api(
-            0,
-            "POST",
-            "/api/v1/bans",
-            Some(json!({"kind": "ip", "value": "192.0.2.1", "duration": "1h"})),
-        )
-        .await;
+    let (s, _) = w.ban(0, "ip", "192.0.2.1").await;
     assert_eq!(s, 200);
     let mut seen = vec![];
     while seen.len() < 2 {
@@ -370,14 +362,7 @@ async fn a_replica_that_lost_its_listener_catches_up_before_it_is_ready() {
     // reconnecting, and denies long before its periodic reload.
     let t = Instant::now();
     loop {
-        let (s, _) = w
-            .api(
-                0,
-                "POST",
-                "/api/v1/bans",
-                Some(json!({"kind": "user", "value": "mallory", "duration": "1h"})),
-            )
-            .await;
+        let (s, _) = w.ban(0, "user", "mallory").await;
         if s == 200 {
             break;
         }
@@ -442,14 +427,7 @@ async fn while_postgres_is_down_tokens_go_on_sessions_stop_after_max_staleness_a
         assert_eq!(v["store"]["reachable"], false);
     }
     // Admin changes fail with 503 and change nothing.
-    let (s, v) = w
-        .api(
-            0,
-            "POST",
-            "/api/v1/bans",
-            Some(json!({"kind": "user", "value": "alice", "duration": "1h"})),
-        )
-        .await;
+    let (s, v) = w.ban(0, "user", "alice").await;
     assert_eq!(
         (s, v["error"]["code"].as_str()),
         (503, Some("store_unavailable")),
