@@ -81,10 +81,7 @@ pub async fn serve_connection(
             match req.parse(&buf) {
                 Ok(httparse::Status::Complete(len)) => match fast_request(&req) {
                     Some((flavour, close)) => {
-                        let mut seen = Seen::default();
-                        for h in req.headers.iter() {
-                            seen.add(h.name.as_bytes(), h.value);
-                        }
+                        let seen = seen_of(&req);
                         let verdict = answer(&st, flavour, peer.ip(), &seen).await;
                         out.clear();
                         verdict.encode(&mut out, &http_date(), close || stopping);
@@ -172,6 +169,16 @@ pub async fn serve_connection(
     }
 }
 
+/// The headers a decision reads, from a parsed head.
+#[inline]
+fn seen_of<'b>(req: &httparse::Request<'_, 'b>) -> Seen<'b> {
+    let mut seen = Seen::default();
+    for h in req.headers.iter() {
+        seen.add(h.name.as_bytes(), h.value);
+    }
+    seen
+}
+
 /// What the fast path makes of one request head, without answering (for the
 /// fuzz targets): `None` when the head is incomplete or goes to the general
 /// server, else the target the decision would be about (or why there is none).
@@ -186,12 +193,12 @@ pub fn read_head(
     match req.parse(buf) {
         Ok(httparse::Status::Complete(_)) => {
             let (flavour, _close) = fast_request(&req)?;
-            let mut seen = Seen::default();
-            for h in req.headers.iter() {
-                seen.add(h.name.as_bytes(), h.value);
-            }
             Some(crate::http::authz::parse_target(
-                flavour, trusted, peer, &seen, now,
+                flavour,
+                trusted,
+                peer,
+                &seen_of(&req),
+                now,
             ))
         }
         _ => None,

@@ -356,6 +356,19 @@ struct Subscriptions {
 }
 
 impl Subscriptions {
+    /// Every topic `who` may receive: where a socket starts.
+    fn all_permitted(st: &AppState, who: &Admin) -> Self {
+        let permitted = permitted(who);
+        let mut subs = Subscriptions {
+            topics: BTreeSet::new(),
+            denials: None,
+            permitted,
+        };
+        let all: Vec<&str> = subs.permitted.iter().copied().collect();
+        subs.set(st, &all);
+        subs
+    }
+
     fn set(&mut self, st: &AppState, asked: &[&str]) {
         self.topics = self
             .permitted
@@ -396,13 +409,7 @@ async fn serve(
     flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut warned = false;
     let mut events = st.services.audit.log().subscribe();
-    let permitted = permitted(&who);
-    let mut subs = Subscriptions {
-        permitted: permitted.clone(),
-        topics: BTreeSet::new(),
-        denials: None,
-    };
-    subs.set(&st, &permitted.iter().copied().collect::<Vec<_>>());
+    let mut subs = Subscriptions::all_permitted(&st, &who);
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut stats_tick = tokio::time::interval(live.stats_interval);
     stats_tick.tick().await;

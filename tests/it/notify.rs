@@ -288,14 +288,7 @@ async fn a_failing_receiver_is_retried_counted_and_holds_nothing_up() {
     .await;
     let admin = gh.mint_as("root", &["admin"], true, 0);
     let started = Instant::now();
-    let (s, _) = gh
-        .api(
-            "POST",
-            "/api/v1/bans",
-            Some(&admin),
-            Some(json!({"kind": "ip", "value": "198.51.100.9", "duration": "1h"})),
-        )
-        .await;
+    let (s, _) = gh.ban(&admin, "ip", "198.51.100.9").await;
     assert_eq!(s, 200);
     assert!(
         started.elapsed() < Duration::from_secs(2),
@@ -376,14 +369,7 @@ async fn smtp_authenticates_after_starttls_and_a_wrong_password_is_counted() {
     .await;
     for gh in [&a, &b] {
         let admin = gh.mint_as("root", &["admin"], false, 0);
-        let (s, _) = gh
-            .api(
-                "POST",
-                "/api/v1/bans",
-                Some(&admin),
-                Some(json!({"kind": "user", "value": "mallory", "duration": "1h"})),
-            )
-            .await;
+        let (s, _) = gh.ban(&admin, "user", "mallory").await;
         assert_eq!(s, 200);
     }
     until("the mail", || !good.messages().is_empty()).await;

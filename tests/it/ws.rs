@@ -125,14 +125,7 @@ async fn greeting_ping_stats_and_events_as_they_commit() {
     say(&mut ws, json!({"type": "subscribe", "topics": ["bans"]})).await;
     assert_eq!(next(&mut ws).await["topics"], json!(["bans"]));
 
-    let (s, _) = gh
-        .api(
-            "POST",
-            "/api/v1/bans",
-            Some(&admin),
-            Some(json!({"kind": "ip", "value": "198.51.100.4", "duration": "1h"})),
-        )
-        .await;
+    let (s, _) = gh.ban(&admin, "ip", "198.51.100.4").await;
     assert_eq!(s, 200);
     let ev = next(&mut ws).await;
     assert_eq!(
@@ -263,14 +256,7 @@ async fn stats_count_decisions_and_the_state_of_the_moment() {
         gh.forward_status("app.example.com", "/", "garbage").await,
         401
     );
-    let (s, _) = gh
-        .api(
-            "POST",
-            "/api/v1/bans",
-            Some(&admin),
-            Some(json!({"kind": "user", "value": "mallory", "duration": "1h"})),
-        )
-        .await;
+    let (s, _) = gh.ban(&admin, "user", "mallory").await;
     assert_eq!(s, 200);
     say(&mut ws, json!({"type": "get_stats"})).await;
     let st = next(&mut ws).await;
@@ -540,12 +526,7 @@ async fn the_socket_closes_with_1008_when_its_token_expires_or_its_user_is_banne
     let mut ws = open(&gh, &mallory).await;
     assert_eq!(next(&mut ws).await["type"], "connection_established");
     let (s, _) = gh
-        .api(
-            "POST",
-            "/api/v1/bans",
-            Some(&gh.mint("root", &["admin"])),
-            Some(json!({"kind": "user", "value": "mallory", "duration": "1h"})),
-        )
+        .ban(&gh.mint("root", &["admin"]), "user", "mallory")
         .await;
     assert_eq!(s, 200);
     assert_eq!(

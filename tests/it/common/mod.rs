@@ -359,6 +359,13 @@ impl Server {
             .unwrap()
     }
 
+    /// Bans `value` (`kind` ip or user) for an hour through the API as `token`.
+    pub async fn ban(&self, token: &str, kind: &str, value: &str) -> (u16, Value) {
+        let body = serde_json::json!({"kind": kind, "value": value, "duration": "1h"});
+        self.api("POST", "/api/v1/bans", Some(token), Some(body))
+            .await
+    }
+
     /// A companion API call (JSON body, bearer token); (status, JSON answer).
     /// Long enough a limit for power operations that wait for a device.
     pub async fn api(
