@@ -107,12 +107,7 @@ engage_deny = true
     for i in 0..n {
         let t = Instant::now();
         loop {
-            let r = Command::new("curl")
-                .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
-                .arg(format!("http://{}/readyz", w.addr(i)))
-                .output()
-                .unwrap();
-            if r.stdout == b"200" {
+            if ready_now(w.addr(i)) {
                 break;
             }
             assert!(
@@ -123,6 +118,19 @@ engage_deny = true
         }
     }
     w
+}
+
+/// `/readyz` answers 200 (a plain blocking request: `start` is not async).
+fn ready_now(addr: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut c) = std::net::TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+    let asked =
+        c.write_all(b"GET /readyz HTTP/1.1\r\nHost: gatehouse\r\nConnection: close\r\n\r\n");
+    let mut head = [0u8; 12];
+    asked.is_ok() && c.read_exact(&mut head).is_ok() && head == *b"HTTP/1.1 200"
 }
 
 impl Replicas {
