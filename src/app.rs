@@ -333,6 +333,10 @@ fn issuer_is_http(issuer: &str) -> bool {
 pub async fn start_background(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
     state.validator.load_all().await;
     let mut tasks = state.validator.spawn_refreshers();
+    // The audit mirror repaired and filled from the store before anything else
+    // is appended (the first appends wait for it; a long fill goes on in batches).
+    let audit = state.services.audit.log().clone();
+    tasks.push(tokio::spawn(async move { audit.catch_up_mirror().await }));
     tasks.push(service::jobs::spawn(
         state.services.clone(),
         state.config.store.reload_interval,

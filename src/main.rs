@@ -286,13 +286,10 @@ fn audit_verify(cfg: &Config, file: Option<PathBuf>, checkpoints: Option<PathBuf
     use gatehouse::audit::{chain, log};
     let key = match (&cfg.audit.checkpoint_key, &cfg.audit.checkpoint_key_file) {
         (Some(k), _) => Some(k.expose().as_bytes().to_vec()),
-        (None, Some(p)) => match std::fs::read_to_string(p) {
-            Ok(s) => Some(s.trim_end_matches(['\r', '\n']).as_bytes().to_vec()),
+        (None, Some(p)) => match gatehouse::identity::seal::read_secret(p) {
+            Ok(k) => Some(k),
             Err(e) => {
-                eprintln!(
-                    "audit.checkpoint_key_file: cannot read {}: {e}",
-                    p.display()
-                );
+                eprintln!("audit.checkpoint_key_file: {e}");
                 return ExitCode::from(2);
             }
         },

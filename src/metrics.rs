@@ -206,6 +206,9 @@ pub struct Metrics {
     pub token_cache_hits: AtomicU64,
     pub token_cache_misses: AtomicU64,
     pub audit_entries: DynCounter,
+    /// Entries in the chain that the JSON-lines mirror lacks (-1: it
+    /// disagrees with the store, or its state is unknown).
+    pub audit_mirror_behind: std::sync::atomic::AtomicI64,
     /// Notifications by channel and result (ok, failed after retries, dropped).
     pub notifications: DynCounter,
     /// Set when /metrics is rendered (from the session table).
@@ -260,6 +263,7 @@ impl Default for Metrics {
                 "Audit entries appended by this process, by action.",
                 &["action"],
             ),
+            audit_mirror_behind: std::sync::atomic::AtomicI64::new(0),
             active_sessions: AtomicU64::new(0),
             connections: AtomicU64::new(0),
             connections_general: AtomicU64::new(0),
@@ -285,6 +289,11 @@ impl Metrics {
             out,
             "# HELP gatehouse_active_sessions Browser sessions alive now.\n# TYPE gatehouse_active_sessions gauge\ngatehouse_active_sessions {}",
             self.active_sessions.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP gatehouse_audit_mirror_behind Audit entries the JSON-lines mirror lacks (-1: it disagrees with the store).\n# TYPE gatehouse_audit_mirror_behind gauge\ngatehouse_audit_mirror_behind {}",
+            self.audit_mirror_behind.load(Ordering::Relaxed)
         );
         let _ = writeln!(
             out,

@@ -4,15 +4,18 @@
 //! `checkpoint_interval` a signed checkpoint is appended to the checkpoint file
 //! and sent to syslog (RFC 5424, UDP or TCP) and a webhook.
 
-use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::chain::{self, Checkpoint, Entry, NewEntry, Read, Report};
+use super::chain::{self, Checkpoint, Entry, NewEntry, Report};
+pub use super::mirror::{mirror_files, read_jsonl};
 use crate::clock::{rfc3339, SharedClock};
 use crate::config::AuditConfig;
 use crate::store::{Store, StoreError};
+
+/// Entries read from the store per write when the mirror is filled.
+const MIRROR_BATCH: i64 = 500;
 
 /// Why an append failed. The action it was to record must not go ahead.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +33,26 @@ struct Relay {
     own: std::collections::BTreeSet<i64>,
 }
 
+/// Where the JSON-lines mirror stands against the chain in the store.
+#[derive(Debug, Default)]
+struct MirrorState {
+    /// The mirror's last entry was read at start (and checked against the store).
+    opened: bool,
+    /// The sequence number of the mirror's last entry (0: none yet).
+    last: i64,
+    /// The mirror's last entry is not the store's: it is left untouched.
+    diverged: bool,
+}
+
+/// What the status overview shows of the mirror.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct MirrorReport {
+    /// Entries in the chain that the mirror lacks.
+    pub behind: i64,
+    /// Why, while it is behind or diverged.
+    pub error: Option<String>,
+}
+
 #[derive(Debug, Default)]
 struct CheckpointState {
     last_seq: i64,
@@ -45,7 +68,9 @@ pub struct AuditLog {
     key: Option<Vec<u8>>,
     /// Serialises this process's appends (the store serialises across processes).
     append_gate: tokio::sync::Mutex<()>,
-    jsonl: Mutex<()>,
+    /// Held while the mirror is written (entries are written in order).
+    mirror: tokio::sync::Mutex<MirrorState>,
+    mirror_report: Mutex<MirrorReport>,
     checkpoints: Mutex<CheckpointState>,
     /// Every committed entry, for live subscribers (the admin socket); a send
     /// never waits, a subscriber that falls behind loses the oldest.
@@ -66,6 +91,19 @@ impl AuditLog {
         key: Option<Vec<u8>>,
         metrics: std::sync::Arc<crate::metrics::Metrics>,
     ) -> Self {
+        if let Some(p) = &cfg.checkpoint_file {
+            match super::mirror::repair_tail(p) {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(
+                    path = %p.display(),
+                    bytes = n,
+                    "removed a checkpoint line whose write was cut short"
+                ),
+                Err(e) => {
+                    tracing::error!(path = %p.display(), error = %e, "cannot repair the checkpoint file")
+                }
+            }
+        }
         let last = cfg
             .checkpoint_file
             .as_deref()
@@ -77,7 +115,8 @@ impl AuditLog {
             cfg,
             key,
             append_gate: tokio::sync::Mutex::new(()),
-            jsonl: Mutex::new(()),
+            mirror: tokio::sync::Mutex::new(MirrorState::default()),
+            mirror_report: Mutex::new(MirrorReport::default()),
             checkpoints: Mutex::new(CheckpointState {
                 last_seq: last,
                 last_at: clock.now(),
@@ -115,9 +154,7 @@ impl AuditLog {
             .own
             .insert(e.seq);
         let _ = self.events.send(e.clone());
-        if let Err(err) = self.mirror(&e) {
-            tracing::error!(error = %err, "cannot write the audit JSON-lines mirror");
-        }
+        self.mirror_entry(&e).await;
         if e.seq % self.cfg.checkpoint_every as i64 == 0 {
             self.checkpoint(e.seq, &e.hash).await;
         }
@@ -125,7 +162,8 @@ impl AuditLog {
     }
 
     /// Publishes to this process's subscribers the entries other processes
-    /// appended since the last call (the first call only marks where to start).
+    /// appended since the last call (the first call only marks where to start),
+    /// and writes them to this process's mirror.
     pub async fn relay_others(&self) {
         let cursor = self.relay.lock().unwrap_or_else(|p| p.into_inner()).cursor;
         let Some(cursor) = cursor else {
@@ -143,15 +181,19 @@ impl AuditLog {
                 return;
             }
         };
-        let mut r = self.relay.lock().unwrap_or_else(|p| p.into_inner());
-        for e in entries {
-            r.cursor = Some(e.seq);
-            if !r.own.remove(&e.seq) {
-                let _ = self.events.send(e);
+        {
+            let mut r = self.relay.lock().unwrap_or_else(|p| p.into_inner());
+            for e in entries {
+                r.cursor = Some(e.seq);
+                if !r.own.remove(&e.seq) {
+                    let _ = self.events.send(e);
+                }
             }
+            let c = r.cursor.unwrap_or(0);
+            r.own.retain(|s| *s > c);
         }
-        let c = r.cursor.unwrap_or(0);
-        r.own.retain(|s| *s > c);
+        // Every replica's mirror holds the whole chain, the others' entries too.
+        self.catch_up_mirror().await;
     }
 
     /// Appends, and on failure logs it; for events that already happened
@@ -163,21 +205,184 @@ impl AuditLog {
         }
     }
 
-    fn mirror(&self, e: &Entry) -> std::io::Result<()> {
+    /// Writes a committed entry to the mirror: at once when it follows the
+    /// mirror's last entry, after the entries before it (read from the store)
+    /// when those are few; a larger gap is left to [`Self::catch_up_mirror`].
+    async fn mirror_entry(&self, e: &Entry) {
         let Some(path) = &self.cfg.jsonl_file else {
-            return Ok(());
+            return;
         };
-        let line = format!("{}\n", serde_json::to_string(e).unwrap_or_default());
-        let _g = self.jsonl.lock().unwrap_or_else(|e| e.into_inner());
-        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        if size > 0 && size + line.len() as u64 > self.cfg.jsonl_max_bytes {
-            rotate(path, self.cfg.jsonl_keep)?;
+        let mut st = self.mirror.lock().await;
+        if !st.opened || st.diverged || e.seq <= st.last {
+            return;
         }
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
-        f.write_all(line.as_bytes())
+        if e.seq == st.last + 1 {
+            let written = self.write_mirror(path, std::slice::from_ref(e));
+            self.mirrored(&mut st, written, e.seq);
+        } else if e.seq - st.last <= MIRROR_BATCH {
+            drop(st);
+            self.catch_up_mirror().await;
+        }
+    }
+
+    /// Brings the mirror up to the chain's head from the store: at start
+    /// (after removing a torn last line and checking that its last entry is
+    /// the store's), every background round, and after other processes'
+    /// entries (PostgreSQL: every replica's mirror holds the whole chain). A
+    /// mirror that cannot be written (a full disk) is reported behind, and
+    /// caught up here once it can.
+    pub async fn catch_up_mirror(&self) {
+        let Some(path) = &self.cfg.jsonl_file else {
+            return;
+        };
+        loop {
+            let mut st = self.mirror.lock().await;
+            if !st.opened {
+                match self.open_mirror(path).await {
+                    Ok(s) => *st = s,
+                    Err(why) => {
+                        self.report_mirror(-1, Some(why));
+                        return;
+                    }
+                }
+            }
+            if st.diverged {
+                return;
+            }
+            let batch = match self.store.audit_after(st.last, MIRROR_BATCH).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the audit chain to fill the mirror");
+                    return;
+                }
+            };
+            let Some(end) = batch.last().map(|e| e.seq) else {
+                let last = st.last;
+                self.mirrored(&mut st, Ok(()), last);
+                return;
+            };
+            let full = batch.len() as i64 == MIRROR_BATCH;
+            let written = self.write_mirror(path, &batch);
+            let ok = written.is_ok();
+            self.mirrored(&mut st, written, end);
+            if !ok || !full {
+                return;
+            }
+            // The lock is let go between batches: appends wait one batch at most.
+        }
+    }
+
+    /// Reads the mirror's state at start: a torn last line is removed, and
+    /// its last entry must be the store's entry of that number.
+    async fn open_mirror(&self, path: &Path) -> Result<MirrorState, String> {
+        match super::mirror::repair_tail(path) {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                path = %path.display(),
+                bytes = n,
+                "removed an audit mirror line whose write was cut short (a crash or a full disk)"
+            ),
+            Err(e) => return Err(format!("cannot repair {}: {e}", path.display())),
+        }
+        let last = match super::mirror::last_entry(path) {
+            Ok(None) => {
+                return Ok(MirrorState {
+                    opened: true,
+                    ..Default::default()
+                })
+            }
+            Ok(Some(e)) => e,
+            Err(why) => return Ok(self.diverged(path, why)),
+        };
+        let stored = self
+            .store
+            .audit_after(last.seq - 1, 1)
+            .await
+            .map_err(|e| format!("cannot read the audit chain: {e}"))?;
+        match stored.first() {
+            Some(s) if s.seq == last.seq && s.hash == last.hash => Ok(MirrorState {
+                opened: true,
+                last: last.seq,
+                diverged: false,
+            }),
+            Some(_) => {
+                Ok(self.diverged(path, format!("its entry {} is not the store's", last.seq)))
+            }
+            None => Ok(self.diverged(
+                path,
+                format!("it has entry {}, which the store does not", last.seq),
+            )),
+        }
+    }
+
+    fn diverged(&self, path: &Path, why: String) -> MirrorState {
+        let why = format!(
+            "the audit mirror {} disagrees with the store: {why}; it is left as it is \
+             (evidence) and not written to; move it aside to start a new mirror",
+            path.display()
+        );
+        tracing::error!("{why}");
+        self.report_mirror(-1, Some(why));
+        MirrorState {
+            opened: true,
+            last: 0,
+            diverged: true,
+        }
+    }
+
+    fn write_mirror(&self, path: &Path, entries: &[Entry]) -> std::io::Result<()> {
+        let mut lines = String::new();
+        for e in entries {
+            lines.push_str(&serde_json::to_string(e).unwrap_or_default());
+            lines.push('\n');
+        }
+        super::mirror::append(path, &lines, self.cfg.jsonl_max_bytes, self.cfg.jsonl_keep)
+    }
+
+    /// Records the result of writing the mirror up to `upto`.
+    fn mirrored(&self, st: &mut MirrorState, written: std::io::Result<()>, upto: i64) {
+        match written {
+            Ok(()) => {
+                st.last = st.last.max(upto);
+                let was = self.report_mirror(0, None);
+                if was.behind != 0 {
+                    tracing::info!(
+                        last = st.last,
+                        "the audit mirror has caught up with the chain"
+                    );
+                }
+            }
+            Err(e) => {
+                let why = format!("cannot write the audit mirror: {e}");
+                let was = self.report_mirror(upto - st.last, Some(why.clone()));
+                if was.error.as_deref() != Some(why.as_str()) {
+                    tracing::error!(
+                        behind = upto - st.last,
+                        "{why}; the entries are in the store and will be written when it can"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Sets what the overview and metrics show (`behind` -1: unknown); the old value.
+    fn report_mirror(&self, behind: i64, error: Option<String>) -> MirrorReport {
+        let mut r = self.mirror_report.lock().unwrap_or_else(|p| p.into_inner());
+        self.metrics
+            .audit_mirror_behind
+            .store(behind, std::sync::atomic::Ordering::Relaxed);
+        std::mem::replace(&mut *r, MirrorReport { behind, error })
+    }
+
+    /// Where the mirror stands (None when there is none).
+    pub fn mirror_report(&self) -> Option<MirrorReport> {
+        self.cfg.jsonl_file.as_ref()?;
+        Some(
+            self.mirror_report
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        )
     }
 
     /// Signs the chain's state at (seq, hash) and sends it everywhere configured.
@@ -186,26 +391,22 @@ impl AuditLog {
             return;
         };
         let now = self.clock.now();
-        {
+        let prev_seq = {
             let mut st = self.checkpoints.lock().unwrap_or_else(|e| e.into_inner());
             if seq <= st.last_seq {
                 return;
             }
-            st.last_seq = seq;
             st.last_at = now;
-        }
+            std::mem::replace(&mut st.last_seq, seq)
+        };
         let cp = Checkpoint::sign(key, seq, hash, rfc3339(now));
         let line = serde_json::to_string(&cp).unwrap_or_default();
-        let written = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(file)
-            .and_then(|mut f| {
-                f.write_all(format!("{line}\n").as_bytes())?;
-                f.sync_data()
-            });
-        if let Err(e) = written {
-            tracing::error!(error = %e, path = %file.display(), "cannot append an audit checkpoint");
+        if let Err(e) = super::mirror::append_synced(file, &format!("{line}\n")) {
+            tracing::error!(error = %e, path = %file.display(), "cannot append an audit checkpoint; the next one is tried at the next interval");
+            let mut st = self.checkpoints.lock().unwrap_or_else(|e| e.into_inner());
+            if st.last_seq == seq {
+                st.last_seq = prev_seq;
+            }
         }
         if let Some(target) = &self.cfg.syslog {
             if let Err(e) = send_syslog(target, &syslog_message(&cp, now)).await {
@@ -294,86 +495,17 @@ impl AuditLog {
     }
 }
 
-/// `audit.jsonl` -> `.1` -> `.2` ... keeping `keep` old files.
-fn rotate(path: &Path, keep: u32) -> std::io::Result<()> {
-    let name = |i: u32| -> PathBuf {
-        let mut s = path.as_os_str().to_owned();
-        s.push(format!(".{i}"));
-        PathBuf::from(s)
-    };
-    if keep == 0 {
-        return std::fs::remove_file(path);
-    }
-    let _ = std::fs::remove_file(name(keep));
-    for i in (1..keep).rev() {
-        if name(i).exists() {
-            std::fs::rename(name(i), name(i + 1))?;
-        }
-    }
-    std::fs::rename(path, name(1))
-}
-
-/// The mirror files of `path` oldest first: `.N` ... `.1`, then `path`.
-pub fn mirror_files(path: &Path) -> Vec<PathBuf> {
-    let mut rotated: Vec<(u32, PathBuf)> = vec![];
-    if let (Some(dir), Some(base)) = (path.parent(), path.file_name().and_then(|f| f.to_str())) {
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        };
-        if let Ok(rd) = std::fs::read_dir(dir) {
-            for e in rd.flatten() {
-                let n = e.file_name();
-                let Some(n) = n.to_str() else { continue };
-                if let Some(i) = n
-                    .strip_prefix(base)
-                    .and_then(|r| r.strip_prefix('.'))
-                    .and_then(|i| i.parse::<u32>().ok())
-                {
-                    rotated.push((i, e.path()));
-                }
-            }
-        }
-    }
-    rotated.sort_by_key(|r| std::cmp::Reverse(r.0));
-    let mut out: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
-    if path.exists() {
-        out.push(path.to_path_buf());
-    }
-    out
-}
-
-/// Reads exported entries (JSON lines, possibly rotated) in file order.
-pub fn read_jsonl(files: &[PathBuf]) -> Result<Vec<Read>, String> {
-    let mut out = vec![];
-    for f in files {
-        let file = std::fs::File::open(f).map_err(|e| format!("{}: {e}", f.display()))?;
-        for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-            let at = format!("{}:{}", f.display(), i + 1);
-            match line {
-                Ok(l) if l.trim().is_empty() => continue,
-                Ok(l) => {
-                    out.push(serde_json::from_str::<Entry>(&l).map_err(|e| (at, e.to_string())))
-                }
-                Err(e) => out.push(Err((at, e.to_string()))),
-            }
-        }
-    }
-    Ok(out)
-}
-
 /// Reads the checkpoint file; a missing file has no checkpoints yet.
 pub fn read_checkpoints(path: &Path) -> Result<Vec<Checkpoint>, String> {
-    let text = match std::fs::read_to_string(path) {
+    let lines = match super::mirror::read_lines(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
         Err(e) => return Err(e.to_string()),
     };
-    text.lines()
-        .enumerate()
+    lines
+        .iter()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str(l).map_err(|e| format!("line {}: {e}", i + 1)))
+        .map(|(i, l)| serde_json::from_str(l).map_err(|e| format!("line {i}: {e}")))
         .collect()
 }
 

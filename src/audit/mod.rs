@@ -5,5 +5,6 @@
 
 pub mod chain;
 pub mod log;
+pub mod mirror;
 
 pub use chain::{Break, Checkpoint, Entry, NewEntry, Report};

@@ -86,20 +86,7 @@ impl Sealer {
 /// mode 0600) when the file does not exist yet.
 pub fn load_or_create_secret(path: &Path) -> Result<Vec<u8>, String> {
     match std::fs::read(path) {
-        Ok(raw) => {
-            // Text (a trailing newline is not part of it) or raw bytes.
-            let key: &[u8] = match std::str::from_utf8(&raw) {
-                Ok(s) => s.trim_end_matches(['\r', '\n']).as_bytes(),
-                Err(_) => &raw,
-            };
-            if key.len() < 32 {
-                return Err(format!(
-                    "{} holds fewer than 32 bytes; use a longer secret or delete the file to have one created",
-                    path.display()
-                ));
-            }
-            Ok(key.to_vec())
-        }
+        Ok(raw) => secret_of(path, raw),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut raw = [0u8; 32];
             aws_lc_rs::rand::fill(&mut raw).map_err(|_| "no system randomness".to_string())?;
@@ -110,6 +97,27 @@ pub fn load_or_create_secret(path: &Path) -> Result<Vec<u8>, String> {
         }
         Err(e) => Err(format!("cannot read {}: {e}", path.display())),
     }
+}
+
+/// Reads a secret file that must exist (text or raw bytes, at least 32 bytes).
+pub fn read_secret(path: &Path) -> Result<Vec<u8>, String> {
+    let raw = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    secret_of(path, raw)
+}
+
+fn secret_of(path: &Path, raw: Vec<u8>) -> Result<Vec<u8>, String> {
+    // Text (a trailing newline is not part of it) or raw bytes.
+    let key: &[u8] = match std::str::from_utf8(&raw) {
+        Ok(s) => s.trim_end_matches(['\r', '\n']).as_bytes(),
+        Err(_) => &raw,
+    };
+    if key.len() < 32 {
+        return Err(format!(
+            "{} holds fewer than 32 bytes; use a longer secret or delete the file to have one created",
+            path.display()
+        ));
+    }
+    Ok(key.to_vec())
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //! read back into this process's snapshots (the backstop: on PostgreSQL,
 //! `service::replicas` applies each change as it is announced); what this process keeps in memory
 //! (session activity, usage counts) is written; sessions due are refreshed at
-//! the IdP; the audit chain gets its checkpoint when one is due. Each step
+//! the IdP; the audit chain gets its checkpoint when one is due and its
+//! mirror what it lacks. Each step
 //! that fails keeps the last snapshot and is tried again next round.
 
 use std::time::Duration;
@@ -53,6 +54,7 @@ pub async fn round(s: &Services, reload: bool) {
     }
     s.login.refresh_due().await;
     s.audit.log().checkpoint_if_due().await;
+    s.audit.log().catch_up_mirror().await;
     if let Err(e) = s.usage.flush().await {
         tracing::warn!(error = %e, "cannot write usage counters; keeping them for the next try");
     }

@@ -130,6 +130,7 @@ impl Status {
                 "last_checkpoint": checkpoint,
                 "since_checkpoint": head.as_ref().map(|h| h.0 - checkpoint),
                 "last_verification": verification,
+                "mirror": self.audit.mirror_report(),
             }),
             sessions: json!({"active": self.table.count_alive(now, self.inactivity)}),
             services: self.control.overview().await,

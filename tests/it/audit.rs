@@ -363,6 +363,22 @@ async fn concurrent_writers_postgres_two_processes() {
     concurrent_admin_actions(&[&a, &b], &admin).await;
     let rb = b.audit().verify().await.unwrap();
     assert!(rb.ok && rb.entries == 100, "{rb:?}");
+    // Each replica's mirror is a whole copy of the chain, the other's entries too.
+    for d in [&d1, &d2] {
+        let file = d.path().join("audit.jsonl");
+        let whole = || {
+            let read = gatehouse::audit::log::read_jsonl(std::slice::from_ref(&file)).unwrap();
+            read.len() == 100 && gatehouse::audit::chain::verify(read, &[], None).ok
+        };
+        assert!(
+            eventually(Duration::from_secs(10), || std::future::ready(whole())).await,
+            "{} is not the whole chain",
+            file.display()
+        );
+        let cfg = config(d.path(), &pg.url, "");
+        let (code, text) = verify_cli(&cfg, d.path(), &["--file", file.to_str().unwrap()]);
+        assert_eq!(code, 0, "{text}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -709,4 +725,237 @@ fn two_processes_on_postgres_keep_one_chain() {
     assert!(out.status.success(), "{text}");
     // Two server.start entries, then an intent and an outcome for each action.
     assert!(text.starts_with("ok: 102 entries"), "{text}");
+}
+
+/// A small tmpfs mounted for one test and unmounted after it.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// None where mounting is not permitted (not root, no CAP_SYS_ADMIN).
+    fn mount(at: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        ok.then(|| Tmpfs(at.to_path_buf()))
+    }
+
+    /// Fills it up to `free` bytes: returns the filler file.
+    fn fill(&self, free: u64) -> PathBuf {
+        use std::io::Write;
+        let filler = self.0.join("filler");
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = [0u8; 1024];
+        while f.write_all(&chunk).and_then(|_| f.sync_data()).is_ok() {}
+        let len = f.metadata().unwrap().len();
+        f.set_len(len.saturating_sub(free)).unwrap();
+        filler
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).output();
+    }
+}
+
+/// The audit mirror's disk is full (a 128 KiB tmpfs) while 50 admin actions
+/// run, and the process is killed with SIGKILL among them. After it: the
+/// chain in the store verifies and holds both entries of every acknowledged
+/// action; the mirror has no torn line; a restart on the still-full disk
+/// reports how far the mirror is behind (status and metric); once there is
+/// space it catches up by itself and verifies as a whole copy of the chain,
+/// checkpoints included; a mirror that lost its last entries and ends in
+/// half a line (a crash) is repaired at the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_mirror_disk_and_sigkill_lose_no_acknowledged_action() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(disk) = Tmpfs::mount(&dir.path().join("disk"), "128k") else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)");
+        return;
+    };
+    let d = dir.path().display();
+    let cfg = dir.path().join("g.toml");
+    let cfg_text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"https://auth.example.com\"\n\
+         [store]\nurl = \"sqlite://{d}/g.db\"\n[local_issuer]\nsigning_key_file = \"{d}/k.pem\"\n\
+         [admin]\nroles = [\"admin\"]\n\
+         [audit]\njsonl_file = \"{d}/disk/audit.jsonl\"\ncheckpoint_key_file = \"{d}/audit.key\"\n\
+         checkpoint_file = \"{d}/disk/cp.log\"\ncheckpoint_every = 5\n"
+    );
+    std::fs::write(&cfg, &cfg_text).unwrap();
+    let c = cfg.to_str().unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "token", "mint", "--sub", "ops", "--roles", "admin", "--config", c,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let admin = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let mirror = dir.path().join("disk/audit.jsonl");
+    let ban = |addr: &str, i: usize| {
+        client()
+            .post(format!("http://{addr}/api/v1/bans"))
+            .bearer_auth(&admin)
+            .json(&json!({"kind": "ip", "value": format!("198.51.100.{i}"), "duration": "1h"}))
+            .send()
+    };
+
+    let (mut gh, addr) = spawn_serve(&["serve", "--config", c], dir.path(), &[]);
+    for i in 0..5 {
+        assert_eq!(ban(&addr, i).await.unwrap().status(), 200);
+    }
+    // 8 KiB left: a few more entries fit, then every write fails part-way.
+    let filler = disk.fill(8 * 1024);
+
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for i in 10..60 {
+        let (tx, r) = (tx.clone(), ban(&addr, i));
+        tokio::spawn(async move {
+            let ok = matches!(r.await, Ok(r) if r.status() == 200);
+            let _ = tx.send((i, ok));
+        });
+    }
+    drop(tx);
+    let mut acknowledged = vec![];
+    let mut killed = false;
+    while let Some((i, ok)) = rx.recv().await {
+        if ok {
+            acknowledged.push(i);
+        }
+        if acknowledged.len() == 25 && !killed {
+            gh.kill().unwrap(); // SIGKILL
+            killed = true;
+        }
+    }
+    let _ = gh.wait();
+    assert!(killed, "only {} actions acknowledged", acknowledged.len());
+
+    // The chain in the store: whole, and every acknowledged action in it.
+    let (code, text) = verify_cli(&cfg_text, dir.path(), &[]);
+    assert_eq!(code, 0, "{text}");
+    let store = gatehouse::store::Store::connect(&format!("sqlite://{d}/g.db"))
+        .await
+        .unwrap();
+    let entries: Vec<Entry> = store
+        .audit_entries()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    for i in &acknowledged {
+        let target = format!("ip:198.51.100.{i}");
+        for result in ["requested", "ok"] {
+            assert!(
+                entries
+                    .iter()
+                    .any(|e| e.action == "ban.add" && e.target == target && e.result == result),
+                "acknowledged ban of {target} has no `{result}` entry"
+            );
+        }
+    }
+    let stored = entries.len();
+    drop(store);
+    let lines_now = || {
+        let text = std::fs::read_to_string(&mirror).unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str::<Entry>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        lines_now().len() < stored,
+        "the full disk should have cost the mirror entries"
+    );
+
+    // Restart on the still-full disk: the gap is reported, no torn line.
+    let (mut gh, addr) = spawn_serve(&["serve", "--config", c], dir.path(), &[]);
+    let (seen, state) =
+        until_mirror(&addr, &admin, 10, |m| m["behind"].as_i64().unwrap_or(0) > 0).await;
+    assert!(seen, "{state}");
+    assert!(
+        state["error"].as_str().unwrap().contains("No space left"),
+        "{state}"
+    );
+    let metrics = client()
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let behind = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("gatehouse_audit_mirror_behind "))
+        .unwrap();
+    assert!(behind.parse::<i64>().unwrap() > 0, "{behind}");
+    let raw = std::fs::read(&mirror).unwrap();
+    assert_eq!(
+        raw.last(),
+        Some(&b'\n'),
+        "a torn line is left in the mirror"
+    );
+    lines_now();
+
+    // Space again: the mirror catches up by itself (the background round).
+    std::fs::remove_file(&filler).unwrap();
+    let (seen, state) = until_mirror(&addr, &admin, 15, caught_up).await;
+    assert!(seen, "{state}");
+    let (code, text) = verify_cli(&cfg_text, dir.path(), &["--file", mirror.to_str().unwrap()]);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(lines_now().len(), stored + 1, "the chain and server.start");
+
+    // A crash that lost the mirror's last three entries mid-write: repaired at start.
+    gh.kill().unwrap();
+    let _ = gh.wait();
+    let text = std::fs::read_to_string(&mirror).unwrap();
+    let kept: Vec<&str> = text.lines().collect();
+    let cut = kept[..kept.len() - 3].join("\n") + "\n" + &kept[kept.len() - 3][..40];
+    std::fs::write(&mirror, cut).unwrap();
+    let (mut gh, addr) = spawn_serve(&["serve", "--config", c], dir.path(), &[]);
+    let (seen, state) = until_mirror(&addr, &admin, 10, caught_up).await;
+    assert!(seen, "{state}");
+    let (code, text) = verify_cli(&cfg_text, dir.path(), &["--file", mirror.to_str().unwrap()]);
+    assert_eq!(code, 0, "{text}");
+    let (code, text) = verify_cli(&cfg_text, dir.path(), &[]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.starts_with(&format!("ok: {} entries", stored + 2)),
+        "{text}"
+    );
+    gh.kill().unwrap();
+    let _ = gh.wait();
+}
+
+fn caught_up(m: &Value) -> bool {
+    m["behind"] == 0 && m["error"].is_null()
+}
+
+/// Polls the status overview's `audit.mirror` until `want` holds or `secs`
+/// pass: (held, the last state seen).
+async fn until_mirror(
+    addr: &str,
+    admin: &str,
+    secs: u64,
+    want: fn(&Value) -> bool,
+) -> (bool, Value) {
+    let t = std::time::Instant::now();
+    loop {
+        let r = client()
+            .get(format!("http://{addr}/api/v1/status"))
+            .bearer_auth(admin)
+            .send()
+            .await
+            .unwrap();
+        let v: Value = r.json().await.unwrap();
+        let m = v["audit"]["mirror"].clone();
+        if want(&m) || t.elapsed() > Duration::from_secs(secs) {
+            return (want(&m), m);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
