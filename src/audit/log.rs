@@ -300,7 +300,7 @@ impl AuditLog {
             .await
             .map_err(|e| format!("cannot read the audit chain: {e}"))?;
         match stored.first() {
-            Some(s) if s.seq == last.seq && s.hash == last.hash => Ok(MirrorState {
+            Some(s) if *s == last => Ok(MirrorState {
                 opened: true,
                 last: last.seq,
                 diverged: false,

@@ -501,6 +501,65 @@ async fn checkpoints_reach_syslog_and_a_webhook() {
     );
 }
 
+/// A mirror whose last entry is not the store's (an edited file, a database
+/// restored from a backup) is left exactly as it is and reported, not
+/// "repaired" over the evidence; moved aside, the next start writes the
+/// whole chain to a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_that_disagrees_with_the_store_is_left_alone_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &format!("sqlite://{}/g.db", dir.path().display()),
+        "",
+    );
+    let gh = Server::start(&cfg).await;
+    for i in 0..3 {
+        gh.audit().append(entry(i)).await.unwrap();
+    }
+    gh.stop().await;
+    let mirror = dir.path().join("audit.jsonl");
+    let edited = std::fs::read_to_string(&mirror)
+        .unwrap()
+        .replace("\"target\":\"10.2.0.0/16\"", "\"target\":\"10.9.0.0/16\"");
+    assert!(edited.contains("10.9.0.0/16"));
+    std::fs::write(&mirror, &edited).unwrap();
+    let gh = Server::start(&cfg).await;
+    let admin = admin_token(&gh);
+    let mut report = Value::Null;
+    for _ in 0..50 {
+        let (_, v) = gh.api("GET", "/api/v1/status", Some(&admin), None).await;
+        report = v["audit"]["mirror"].clone();
+        if report["behind"] == -1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(report["behind"], -1, "{report}");
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap()
+            .contains("disagrees with the store"),
+        "{report}"
+    );
+    gh.audit().append(entry(9)).await.unwrap();
+    assert_eq!(std::fs::read_to_string(&mirror).unwrap(), edited);
+    gh.stop().await;
+    std::fs::rename(&mirror, dir.path().join("evidence.jsonl")).unwrap();
+    let gh = Server::start(&cfg).await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            let read = gatehouse::audit::log::read_jsonl(std::slice::from_ref(&mirror))
+                .unwrap_or_default();
+            read.len() == 4 && gatehouse::audit::chain::verify(read, &[], None).ok
+        })
+        .await,
+        "a new mirror holds the whole chain"
+    );
+    drop(gh);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mirror_rotates_and_still_verifies() {
     let dir = tempfile::tempdir().unwrap();
