@@ -8,7 +8,7 @@ use arc_swap::ArcSwap;
 use ipnet::IpNet;
 
 use crate::audit::log::AuditLog;
-use crate::clock::{SharedClock, SystemClock};
+use crate::clock::{SharedClock, SteadyClock};
 use crate::config::Config;
 use crate::decision::Policy;
 use crate::identity::regulation::Regulation;
@@ -92,7 +92,7 @@ pub async fn build_state(config: Config, clock: Option<SharedClock>) -> anyhow::
             "applied store migrations"
         );
     }
-    let clock = clock.unwrap_or_else(|| Arc::new(SystemClock));
+    let clock = clock.unwrap_or_else(|| Arc::new(SteadyClock::system()));
     let metrics = Arc::new(Metrics::default());
     let policy = config.access.policy().map_err(|e| anyhow::anyhow!(e))?;
     let local = match &config.local_issuer {
@@ -109,7 +109,7 @@ pub async fn build_state(config: Config, clock: Option<SharedClock>) -> anyhow::
     if let Some(l) = &local {
         issuers.push(Arc::new(l.issuer_handle()));
     }
-    let revocations = Revocations::from_records(&store.live_revocations(clock.now()).await?);
+    let revocations = Revocations::from_records(&store.live_revocations(clock.wall()).await?);
     let secret = session_secret(&config)?;
     let login = login_setup(&config, &issuers)?;
     let audit_key = match (

@@ -1,45 +1,287 @@
-//! Injected time: expiry checks and timestamps read a `Clock`, so tests can move it.
+//! Injected time. Two readings, because a system clock can step (a wrong
+//! clock set right, a VM resumed, an operator's `date -s`):
+//!
+//! - [`Clock::now`] is gatehouse's own time, for the deadlines it sets itself
+//!   (session inactivity and lifetime, bans, failure windows, caches). It
+//!   follows the wall clock while that runs smoothly (NTP slewing included),
+//!   but a step of more than [`STEP_MS`] is not followed: its size is noted
+//!   (a warning, `gatehouse_clock_steps_total`) and gatehouse's time goes on
+//!   from where it was, so nothing it granted ends early and nothing it ended
+//!   comes back. A restart adopts the wall clock again.
+//! - [`Clock::wall`] is the wall clock as the identity provider sees it, for
+//!   instants others wrote (`exp`, `nbf`, `iat`, revocation cut-offs, audit
+//!   timestamps): it follows a step forward (usually a wrong clock set right),
+//!   but not a step back — it goes on from where it was — so a token seen
+//!   expired stays expired and one about to expire does not live longer.
+//!
+//! Both are seconds since the Unix epoch.
 
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Seconds since the Unix epoch.
 pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// gatehouse's own time (steps of the system clock are not followed).
     fn now(&self) -> i64;
+    /// The wall clock: steps forward followed, steps back not.
+    fn wall(&self) -> i64 {
+        self.now()
+    }
+    /// System clock steps seen so far (for the metrics).
+    fn steps(&self) -> u64 {
+        0
+    }
 }
 
-/// The wall clock.
+/// The wall clock, read directly (command-line tools; no step handling).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0)
+        SystemSource::wall_ms_now() / 1000
     }
 }
 
-/// A clock that only moves when told to (tests).
+/// A clock that only moves when told to (tests). As a [`Clock`] it is the
+/// bare wall reading; as a [`TimeSource`] under a [`SteadyClock`] it can
+/// also be stepped without time passing ([`ManualClock::step`]).
 #[derive(Debug, Default)]
-pub struct ManualClock(AtomicI64);
+pub struct ManualClock {
+    wall: AtomicI64,
+    elapsed: AtomicI64,
+}
 
 impl ManualClock {
     pub fn new(start: i64) -> Arc<Self> {
-        Arc::new(ManualClock(AtomicI64::new(start)))
+        Arc::new(ManualClock {
+            wall: AtomicI64::new(start),
+            elapsed: AtomicI64::new(0),
+        })
     }
+    /// Sets the wall clock (a step; no time passes).
     pub fn set(&self, t: i64) {
-        self.0.store(t, Ordering::SeqCst);
+        self.wall.store(t, Ordering::SeqCst);
     }
+    /// Time passes: the wall clock and elapsed time move together.
     pub fn advance(&self, secs: i64) {
-        self.0.fetch_add(secs, Ordering::SeqCst);
+        self.elapsed.fetch_add(secs, Ordering::SeqCst);
+        self.wall.fetch_add(secs, Ordering::SeqCst);
+    }
+    /// The wall clock steps by `secs` (either way) without time passing.
+    pub fn step(&self, secs: i64) {
+        self.wall.fetch_add(secs, Ordering::SeqCst);
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
+        self.wall.load(Ordering::SeqCst)
+    }
+}
+
+/// Where a [`SteadyClock`] reads time, in milliseconds.
+pub trait TimeSource: Send + Sync + std::fmt::Debug {
+    /// The wall clock (may step).
+    fn wall_ms(&self) -> i64;
+    /// Time passed since some fixed point, never stepping (including time
+    /// the machine was suspended).
+    fn elapsed_ms(&self) -> i64;
+}
+
+impl TimeSource for ManualClock {
+    fn wall_ms(&self) -> i64 {
+        self.wall.load(Ordering::SeqCst) * 1000
+    }
+    fn elapsed_ms(&self) -> i64 {
+        self.elapsed.load(Ordering::SeqCst) * 1000
+    }
+}
+
+/// The system's clocks: the wall clock, and the boot-time clock (Linux
+/// `CLOCK_BOOTTIME`, which counts suspended time too) for elapsed time.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemSource;
+
+impl SystemSource {
+    fn wall_ms_now() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+    }
+}
+
+impl TimeSource for SystemSource {
+    fn wall_ms(&self) -> i64 {
+        Self::wall_ms_now()
+    }
+    fn elapsed_ms(&self) -> i64 {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+            t.tv_sec * 1000 + t.tv_nsec / 1_000_000
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        {
+            static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+            START
+                .get_or_init(std::time::Instant::now)
+                .elapsed()
+                .as_millis() as i64
+        }
+    }
+}
+
+/// A wall clock reading further than this from what elapsed time predicts is a step.
+pub const STEP_MS: i64 = 2_000;
+/// How often the reference point moves on (so that slewing is followed).
+const REANCHOR_MS: i64 = 10_000;
+
+/// Where gatehouse's time was at one elapsed-time reading.
+#[derive(Debug, Clone, Copy)]
+struct Anchor {
+    elapsed_ms: i64,
+    own_ms: i64,
+    /// Steps absorbed so far: own time = wall - offset.
+    offset_ms: i64,
+    /// The forward steps among them: the wall reading = own time + forward.
+    forward_ms: i64,
+}
+
+/// The production clock: see the module's description.
+#[derive(Debug)]
+pub struct SteadyClock<S: TimeSource> {
+    src: S,
+    anchor: arc_swap::ArcSwap<Anchor>,
+    /// Serialises moving the anchor (readers never wait for it).
+    moving: Mutex<()>,
+    /// The largest values handed out (seconds): neither reading goes back.
+    own_high: AtomicI64,
+    wall_high: AtomicI64,
+    steps: AtomicU64,
+}
+
+impl SteadyClock<SystemSource> {
+    pub fn system() -> Self {
+        Self::over(SystemSource)
+    }
+}
+
+impl<S: TimeSource> SteadyClock<S> {
+    pub fn over(src: S) -> Self {
+        let (wall, elapsed) = (src.wall_ms(), src.elapsed_ms());
+        SteadyClock {
+            anchor: arc_swap::ArcSwap::from_pointee(Anchor {
+                elapsed_ms: elapsed,
+                own_ms: wall,
+                offset_ms: 0,
+                forward_ms: 0,
+            }),
+            src,
+            moving: Mutex::new(()),
+            own_high: AtomicI64::new(wall.div_euclid(1000)),
+            wall_high: AtomicI64::new(wall.div_euclid(1000)),
+            steps: AtomicU64::new(0),
+        }
+    }
+
+    /// gatehouse's own time in milliseconds, and the forward steps absorbed.
+    fn own_ms(&self) -> (i64, i64) {
+        let a = **self.anchor.load();
+        let elapsed = self.src.elapsed_ms();
+        let wall = self.src.wall_ms();
+        let expected = a.own_ms + (elapsed - a.elapsed_ms);
+        let candidate = wall - a.offset_ms;
+        if (candidate - expected).abs() <= STEP_MS {
+            if elapsed - a.elapsed_ms >= REANCHOR_MS {
+                if let Ok(_g) = self.moving.try_lock() {
+                    self.move_anchor(
+                        Anchor {
+                            elapsed_ms: elapsed,
+                            own_ms: candidate,
+                            ..a
+                        },
+                        &a,
+                    );
+                }
+            }
+            return (candidate, a.forward_ms);
+        }
+        // A step: keep time going from the anchor, remember the difference.
+        let _g = self.moving.lock().unwrap_or_else(|p| p.into_inner());
+        let now = **self.anchor.load();
+        if now.elapsed_ms != a.elapsed_ms || now.offset_ms != a.offset_ms {
+            // Someone else moved the anchor meanwhile: read again with it.
+            drop(_g);
+            let expected = now.own_ms + (elapsed - now.elapsed_ms);
+            let candidate = wall - now.offset_ms;
+            let own = if (candidate - expected).abs() <= STEP_MS {
+                candidate
+            } else {
+                expected
+            };
+            return (own, now.forward_ms);
+        }
+        let step = candidate - expected;
+        self.steps.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            step_secs = step as f64 / 1000.0,
+            "the system clock stepped; gatehouse keeps its own time for sessions, bans and \
+             other deadlines it set (no early ends, nothing ended comes back), and compares \
+             token times with the wall clock (never going back); a restart adopts the new time"
+        );
+        let forward_ms = a.forward_ms + step.max(0);
+        self.move_anchor(
+            Anchor {
+                elapsed_ms: elapsed,
+                own_ms: expected,
+                offset_ms: a.offset_ms + step,
+                forward_ms,
+            },
+            &a,
+        );
+        (expected, forward_ms)
+    }
+
+    /// Moves the anchor to `to` unless someone moved it since `was` was read.
+    fn move_anchor(&self, to: Anchor, was: &Anchor) {
+        let cur = **self.anchor.load();
+        if cur.elapsed_ms == was.elapsed_ms && cur.offset_ms == was.offset_ms {
+            self.anchor.store(Arc::new(to));
+        }
+    }
+}
+
+/// `v`, or the largest value handed out before when `v` is below it.
+fn never_back(high: &AtomicI64, v: i64) -> i64 {
+    let h = high.load(Ordering::Relaxed);
+    if v > h {
+        high.fetch_max(v, Ordering::Relaxed).max(v)
+    } else {
+        h
+    }
+}
+
+impl<S: TimeSource> Clock for SteadyClock<S> {
+    fn now(&self) -> i64 {
+        never_back(&self.own_high, self.own_ms().0.div_euclid(1000))
+    }
+    fn wall(&self) -> i64 {
+        let (own, forward) = self.own_ms();
+        never_back(&self.wall_high, (own + forward).div_euclid(1000))
+    }
+    fn steps(&self) -> u64 {
+        self.steps.load(Ordering::Relaxed)
+    }
+}
+
+impl<S: TimeSource> TimeSource for Arc<S> {
+    fn wall_ms(&self) -> i64 {
+        (**self).wall_ms()
+    }
+    fn elapsed_ms(&self) -> i64 {
+        (**self).elapsed_ms()
     }
 }
 
@@ -163,5 +405,45 @@ mod time_tests {
         ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_are_absorbed_for_own_time_and_only_forward_ones_for_the_wall() {
+        let m = ManualClock::new(1_000_000);
+        let c = SteadyClock::over(m.clone());
+        assert_eq!((c.now(), c.wall()), (1_000_000, 1_000_000));
+        // Time passing, with a slew of up to a second per reading, is followed.
+        for _ in 0..20 {
+            m.advance(5);
+            m.step(1);
+            let _ = c.now();
+        }
+        assert_eq!((c.now(), c.wall(), c.steps()), (1_000_120, 1_000_120, 0));
+        // Forward two hours: own time stays, the wall follows.
+        m.step(7200);
+        assert_eq!((c.now(), c.wall(), c.steps()), (1_000_120, 1_007_320, 1));
+        m.advance(60);
+        assert_eq!((c.now(), c.wall()), (1_000_180, 1_007_380));
+        // Back three hours: neither goes back; both go on with time.
+        m.step(-10_800);
+        assert_eq!((c.now(), c.wall(), c.steps()), (1_000_180, 1_007_380, 2));
+        m.advance(30);
+        assert_eq!((c.now(), c.wall()), (1_000_210, 1_007_410));
+        // A small step back (within STEP_MS) does not take either back.
+        m.step(-1);
+        assert_eq!((c.now(), c.wall()), (1_000_210, 1_007_410));
+    }
+
+    #[test]
+    fn the_system_clock_moves_on() {
+        let c = SteadyClock::system();
+        let (a, w) = (c.now(), c.wall());
+        assert!((a - SystemClock.now()).abs() <= 1 && (w - a).abs() <= 1);
+        assert_eq!(c.steps(), 0);
     }
 }

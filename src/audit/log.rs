@@ -138,7 +138,7 @@ impl AuditLog {
     pub async fn append(&self, n: NewEntry) -> Result<Entry, AuditError> {
         let e = {
             let _g = self.append_gate.lock().await;
-            let time = rfc3339(self.clock.now());
+            let time = rfc3339(self.clock.wall());
             self.store
                 .append_audit(|prev| {
                     let e = chain::seal(&n, prev, time);

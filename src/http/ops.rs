@@ -60,7 +60,11 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        st.metrics.render(),
+        st.metrics.render()
+            + &format!(
+                "# HELP gatehouse_clock_steps_total System clock steps gatehouse did not follow for its own deadlines.\n# TYPE gatehouse_clock_steps_total counter\ngatehouse_clock_steps_total {}\n",
+                st.clock.steps()
+            ),
     )
         .into_response()
 }

@@ -499,7 +499,7 @@ impl TokenValidator {
         }
         let hash = token_hash(token);
         if let Some(c) = self.cache.get(&hash) {
-            if c.valid_until > self.clock.now() {
+            if c.valid_until > self.clock.wall() {
                 self.metrics
                     .token_cache_hits
                     .fetch_add(1, Ordering::Relaxed);
@@ -512,7 +512,7 @@ impl TokenValidator {
             .fetch_add(1, Ordering::Relaxed);
         let (identity, ttl) = self.verify(token).await?;
         let identity = Arc::new(identity);
-        let valid_until = self.clock.now() + ttl.as_secs() as i64;
+        let valid_until = self.clock.wall() + ttl.as_secs() as i64;
         self.cache.insert(
             hash,
             Cached {
@@ -634,7 +634,8 @@ impl TokenValidator {
         issuer: &IssuerHandle,
         claims: &Map<String, Value>,
     ) -> Result<(Identity, Duration), TokenError> {
-        let now = self.clock.now();
+        // The issuer's instants against the wall clock (never going back).
+        let now = self.clock.wall();
         let leeway = issuer.leeway;
         let exp = numeric_date(claims.get("exp"))
             .map_err(|_| TokenError::MissingExp)?

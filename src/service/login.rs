@@ -352,7 +352,7 @@ impl Login {
                 "the issuer has no client_id here",
             )));
         };
-        let now = self.clock.now();
+        let now = self.clock.wall();
         let req = check_logout_token(&issuer, &claims, client_id, now).map_err(refused)?;
         {
             let mut seen = self.logout_jtis.lock().unwrap_or_else(|e| e.into_inner());
@@ -488,7 +488,6 @@ impl Login {
             .verify_signed(id_token, TokenKind::Id)
             .await
             .map_err(|e| LoginError::IdToken(e.as_str()))?;
-        let now = self.clock.now();
         check_id_token(
             &issuer,
             expected_issuer,
@@ -496,8 +495,9 @@ impl Login {
             &setup.client_id,
             nonce,
             max_age,
-            now,
+            self.clock.wall(),
         )?;
+        let now = self.clock.now();
         let lifetime = self.lifetime;
         let identity = self
             .identity_from_tokens(

@@ -90,8 +90,9 @@ impl Sessions {
         issuer: &str,
         kind: RevocationKind,
         value: &str,
-        now: i64,
     ) -> Result<(), DomainError> {
+        // Compared with tokens' `iat`: the wall clock.
+        let now = self.clock.wall();
         self.store
             .insert_revocation(&Revocation {
                 issuer: issuer.to_string(),
@@ -109,7 +110,7 @@ impl Sessions {
     /// store error the previous snapshot stays (it only ever loses entries by
     /// expiring).
     pub async fn reload_revocations(&self) -> Result<(), StoreError> {
-        let records = self.store.live_revocations(self.clock.now()).await?;
+        let records = self.store.live_revocations(self.clock.wall()).await?;
         self.revocations
             .store(Arc::new(Revocations::from_records(&records)));
         Ok(())
@@ -136,8 +137,7 @@ impl Sessions {
         }
         for s in sessions {
             if let Some(sid) = &s.sid {
-                self.revoke(&s.issuer, RevocationKind::Sid, sid, now)
-                    .await?;
+                self.revoke(&s.issuer, RevocationKind::Sid, sid).await?;
             }
         }
         self.reload_revocations().await?;
@@ -207,7 +207,7 @@ impl Sessions {
                 let live = self.store.live_sessions(now, user).await?;
                 let ended = self.end(&live, now, who.actor()).await?;
                 if let Some(u) = user {
-                    self.revoke(ANY_ISSUER, RevocationKind::Sub, u, now).await?;
+                    self.revoke(ANY_ISSUER, RevocationKind::Sub, u).await?;
                 }
                 self.reload_revocations().await?;
                 Ok::<_, DomainError>(ended)

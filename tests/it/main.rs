@@ -9,6 +9,7 @@ mod allowlist;
 mod architecture;
 mod audit;
 mod cli;
+mod clock;
 mod control;
 mod hostile;
 mod hostile_idp;

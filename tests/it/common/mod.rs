@@ -336,7 +336,7 @@ impl Server {
             .local
             .as_ref()
             .expect("a [local_issuer] in the test config")
-            .mint(req, self.state.clock.now())
+            .mint(req, self.state.clock.wall())
             .unwrap()
     }
 
@@ -355,7 +355,7 @@ impl Server {
             .local
             .as_ref()
             .expect("a [local_issuer] in the test config")
-            .mint(&req, self.state.clock.now() - age)
+            .mint(&req, self.state.clock.wall() - age)
             .unwrap()
     }
 
