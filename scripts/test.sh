@@ -8,6 +8,8 @@
 #     nanokvm (PyPI): the NanoKVM client that checks tests/nanokvm/sim.py;
 #     aiosmtpd (PyPI): an SMTP server for tests/it/notify.rs
 #   - Chromium and chromedriver (Debian) for the admin UI in tests/it/ui.rs
+#   - Prometheus and promtool (Debian) for examples/prometheus in
+#     tests/it/operator_kit.rs
 # Extra arguments go to cargo test: scripts/test.sh --test it proxies
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,12 +25,13 @@ have npm || apt_pkgs+=(npm)
 have openssl || apt_pkgs+=(openssl)
 have chromium || apt_pkgs+=(chromium)
 have chromedriver || apt_pkgs+=(chromium-driver)
+have promtool || apt_pkgs+=(prometheus)
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
   echo "== apt-get install ${apt_pkgs[*]}"
   sudo_if_needed apt-get update -qq
   sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_pkgs[@]}" >/dev/null
-  # Debian starts the packaged nginx and PostgreSQL; the tests run their own.
-  sudo_if_needed systemctl stop nginx postgresql >/dev/null 2>&1 || true
+  # Debian starts the packaged nginx, PostgreSQL and Prometheus; the tests run their own.
+  sudo_if_needed systemctl stop nginx postgresql prometheus >/dev/null 2>&1 || true
 fi
 
 # pip puts console scripts (caddy, traefik) here; pyenv shims may need a rehash.
@@ -67,6 +70,7 @@ echo "aiosmtpd: $(python3 -m pip show aiosmtpd 2>/dev/null | sed -n 's/^Version:
 echo "openssl: $(openssl version)"
 echo "chromium: $(chromium --version 2>/dev/null | head -1); $(chromedriver --version | head -1)"
 echo "postgres: $(ls -d /usr/lib/postgresql/*/bin | head -1)"
+echo "prometheus: $(prometheus --version 2>&1 | head -1)"
 
 echo "== cargo test"
 cargo test "$@"

@@ -206,6 +206,10 @@ pub struct Metrics {
     pub token_cache_hits: AtomicU64,
     pub token_cache_misses: AtomicU64,
     pub audit_entries: DynCounter,
+    /// Bans by kind (ip, user) and by whom (regulation, admin).
+    pub bans: DynCounter,
+    /// Audit chain verifications by result (ok, broken).
+    pub audit_verifications: DynCounter,
     /// Entries in the chain that the JSON-lines mirror lacks (-1: it
     /// disagrees with the store, or its state is unknown).
     pub audit_mirror_behind: std::sync::atomic::AtomicI64,
@@ -263,6 +267,16 @@ impl Default for Metrics {
                 "Audit entries appended by this process, by action.",
                 &["action"],
             ),
+            bans: DynCounter::new(
+                "gatehouse_bans_total",
+                "Bans by kind (ip, user) and by whom (regulation: repeated refused credentials; admin).",
+                &["kind", "by"],
+            ),
+            audit_verifications: DynCounter::new(
+                "gatehouse_audit_verifications_total",
+                "Verifications of the audit chain by result (ok, broken).",
+                &["result"],
+            ),
             audit_mirror_behind: std::sync::atomic::AtomicI64::new(0),
             active_sessions: AtomicU64::new(0),
             connections: AtomicU64::new(0),
@@ -285,6 +299,8 @@ impl Metrics {
         self.jwks_refreshes.render(&mut out);
         self.notifications.render(&mut out);
         self.audit_entries.render(&mut out);
+        self.audit_verifications.render(&mut out);
+        self.bans.render(&mut out);
         let _ = writeln!(
             out,
             "# HELP gatehouse_active_sessions Browser sessions alive now.\n# TYPE gatehouse_active_sessions gauge\ngatehouse_active_sessions {}",

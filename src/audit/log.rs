@@ -466,6 +466,9 @@ impl AuditLog {
             None => vec![],
         };
         let report = chain::verify(entries, &cps, self.key.as_deref());
+        self.metrics
+            .audit_verifications
+            .inc(&[if report.ok { "ok" } else { "broken" }]);
         *self
             .last_verification
             .lock()

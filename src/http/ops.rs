@@ -55,6 +55,11 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
     st.metrics
         .active_sessions
         .store(alive as u64, std::sync::atomic::Ordering::Relaxed);
+    let (_, store_ok) = st
+        .services
+        .status
+        .store_health(std::time::Duration::from_secs(1))
+        .await;
     (
         [(
             header::CONTENT_TYPE,
@@ -62,8 +67,12 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
         )],
         st.metrics.render()
             + &format!(
-                "# HELP gatehouse_clock_steps_total System clock steps gatehouse did not follow for its own deadlines.\n# TYPE gatehouse_clock_steps_total counter\ngatehouse_clock_steps_total {}\n",
-                st.clock.steps()
+                "# HELP gatehouse_clock_steps_total System clock steps gatehouse did not follow for its own deadlines.\n# TYPE gatehouse_clock_steps_total counter\ngatehouse_clock_steps_total {}\n\
+                 # HELP gatehouse_store_up Whether the store answered this scrape within a second.\n# TYPE gatehouse_store_up gauge\ngatehouse_store_up {}\n\
+                 # HELP gatehouse_ready Whether /readyz would answer 200 (keys loaded, store answering, replicas caught up).\n# TYPE gatehouse_ready gauge\ngatehouse_ready {}\n",
+                st.clock.steps(),
+                u8::from(store_ok),
+                u8::from(st.validator.ready() && store_ok && st.services.replicas.in_sync()),
             ),
     )
         .into_response()

@@ -100,6 +100,7 @@ impl Bans {
                     "banned after repeated refused credentials"
                 );
                 self.metrics.auth_failures.inc(["banned"]);
+                self.metrics.bans.inc(&[ban.kind.as_str(), "regulation"]);
                 self.notify.notify(
                     "ban",
                     format!("{} {} banned after {} refused credentials", ban.kind, ban.value, ban.failures),
@@ -219,6 +220,7 @@ impl Bans {
         })
         .await?;
         tracing::warn!(actor = %who.actor(), kind = %ban.kind, value = %ban.value, "ban added by hand");
+        self.metrics.bans.inc(&[ban.kind.as_str(), "admin"]);
         self.notify.notify(
             "ban",
             format!("{} {} banned by {}", ban.kind, ban.value, who.actor()),

@@ -18,6 +18,7 @@ mod login;
 mod monitoring;
 mod notify;
 mod openapi;
+mod operator_kit;
 mod power;
 mod proxies;
 mod regulation;
