@@ -10,6 +10,7 @@
 #   - Chromium and chromedriver (Debian) for the admin UI in tests/it/ui.rs
 #   - Prometheus and promtool (Debian) for examples/prometheus in
 #     tests/it/operator_kit.rs
+#   - cargo-deb (crates.io) for the Debian package in tests/it/debian.rs
 # Extra arguments go to cargo test: scripts/test.sh --test it proxies
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,6 +55,13 @@ if [ ${#pip_pkgs[@]} -gt 0 ]; then
   hash -r
 fi
 
+# cargo-deb builds the Debian package in tests/it/debian.rs (pinned: newer
+# versions may refuse the dev profile the test packages to avoid a second build).
+if ! cargo deb --version 2>/dev/null | grep -q "3.8.0"; then
+  echo "== cargo install cargo-deb"
+  cargo install cargo-deb --version 3.8.0 --locked -q
+fi
+
 if [ ! -f tests/idp/node_modules/oidc-provider/package.json ]; then
   echo "== npm ci (tests/idp)"
   npm ci --prefix tests/idp --no-audit --no-fund --loglevel=error
@@ -71,6 +79,7 @@ echo "openssl: $(openssl version)"
 echo "chromium: $(chromium --version 2>/dev/null | head -1); $(chromedriver --version | head -1)"
 echo "postgres: $(ls -d /usr/lib/postgresql/*/bin | head -1)"
 echo "prometheus: $(prometheus --version 2>&1 | head -1)"
+echo "cargo-deb: $(cargo deb --version)"
 
 echo "== cargo test"
 cargo test "$@"

@@ -11,6 +11,7 @@ mod audit;
 mod cli;
 mod clock;
 mod control;
+mod debian;
 mod hostile;
 mod hostile_idp;
 mod idp_tokens;
