@@ -31,7 +31,7 @@ pub use control::{
 pub use issuers::{IssuerConfig, LocalIssuerConfig};
 pub use notify::{NotifyConfig, SmtpConfig, SmtpTls, TelegramConfig, WebhookConfig, EVENTS};
 pub use regulation::RegulationConfig;
-pub use server::{LogFormat, ServerConfig};
+pub use server::{LogFormat, ServerConfig, TlsFiles};
 pub use session::SessionConfig;
 pub use store::StoreConfig;
 pub use values::{parse_cidr, parse_duration, Secret};

@@ -1,5 +1,6 @@
-//! `[server]`: where gatehouse listens, the URL browsers reach it at, the
-//! proxies whose forwarded headers are believed, the log format.
+//! `[server]`: where gatehouse listens (and with which TLS certificate, if it
+//! serves TLS itself), the URL browsers reach it at, the proxies whose
+//! forwarded headers are believed, the log format.
 
 use std::net::SocketAddr;
 
@@ -16,6 +17,8 @@ pub(super) struct RawServer {
     trusted_proxies: Option<Vec<String>>,
     log_format: Option<String>,
     allowed_origins: Option<Vec<String>>,
+    tls_cert_file: Option<String>,
+    tls_key_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +36,15 @@ pub struct ServerConfig {
     /// Origins (`scheme://host[:port]`) besides `public_url`'s from which a
     /// cookie-authenticated admin socket may be opened.
     pub allowed_origins: Vec<String>,
+    /// Serve TLS directly (certificate chain, private key; PEM), reloaded on SIGHUP.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The certificate chain and key files of the TLS listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert_file: std::path::PathBuf,
+    pub key_file: std::path::PathBuf,
 }
 
 impl ServerConfig {
@@ -114,12 +126,45 @@ impl RawServer {
             .filter_map(|(i, s)| origin(&format!("server.allowed_origins[{i}]"), s, v))
             .collect();
 
+        let tls = match (&raw.tls_cert_file, &raw.tls_key_file) {
+            (None, None) => None,
+            (Some(c), Some(k)) => {
+                let files = TlsFiles {
+                    cert_file: v.path(c),
+                    key_file: v.path(k),
+                };
+                if let Err(e) = crate::crypto::tls_server_config(&files.cert_file, &files.key_file)
+                {
+                    v.err(
+                        "server.tls_cert_file",
+                        format!("{e}; give a PEM certificate chain and its PEM private key"),
+                    );
+                }
+                Some(files)
+            }
+            (Some(_), None) => {
+                v.err(
+                    "server.tls_key_file",
+                    "missing: tls_cert_file needs its private key (PEM)",
+                );
+                None
+            }
+            (None, Some(_)) => {
+                v.err(
+                    "server.tls_cert_file",
+                    "missing: tls_key_file needs its certificate chain (PEM)",
+                );
+                None
+            }
+        };
+
         ServerConfig {
             listen,
             public_url,
             trusted_proxies,
             log_format,
             allowed_origins,
+            tls,
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod authz;
 pub mod login;
 pub mod ops;
 pub mod server;
+pub mod tls;
 pub mod ui;
 pub mod wire;
 pub mod ws;

@@ -122,6 +122,17 @@ pub async fn serve_on(
         // A client that shuts its sending side still gets its answers.
         .half_close(true)
         .keep_alive(true);
+    let tls = match &state.config.server.tls {
+        Some(files) => {
+            let t = std::sync::Arc::new(
+                http::tls::Tls::load(files)
+                    .map_err(|e| std::io::Error::other(format!("server.tls_cert_file: {e}")))?,
+            );
+            t.reload_on_hangup();
+            Some(t)
+        }
+        None => None,
+    };
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -137,19 +148,36 @@ pub async fn serve_on(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let conn = http::wire::serve_connection(
-            stream,
-            peer,
-            state.clone(),
-            app.clone(),
-            builder.clone(),
-            stop_rx.clone(),
-        );
+        let (st, app, builder, stop) =
+            (state.clone(), app.clone(), builder.clone(), stop_rx.clone());
         let close = close_rx.clone();
-        tokio::spawn(async move {
-            conn.await;
-            drop(close);
-        });
+        match &tls {
+            None => {
+                tokio::spawn(async move {
+                    http::wire::serve_connection(stream, peer, st, app, builder, stop).await;
+                    drop(close);
+                });
+            }
+            Some(tls) => {
+                let acceptor = tls.acceptor();
+                tokio::spawn(async move {
+                    // The handshake is bounded like a request head.
+                    let hs = tokio::time::timeout(
+                        http::wire::HEADER_READ_TIMEOUT,
+                        acceptor.accept(stream),
+                    )
+                    .await;
+                    match hs {
+                        Ok(Ok(s)) => {
+                            http::wire::serve_connection(s, peer, st, app, builder, stop).await
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                    drop(close);
+                });
+            }
+        }
     }
     drop(listener);
     drop(stop_tx);

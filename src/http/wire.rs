@@ -19,7 +19,6 @@ use std::time::Duration;
 use axum::Router;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
 
 use crate::app::AppState;
 use crate::http::authz::{answer, header_text, Flavour, Seen};
@@ -51,14 +50,16 @@ enum Step {
 
 /// Serves one accepted connection until it closes, `stop` fires while it is
 /// idle, or it is handed to hyper (which then takes `stop` over).
-pub async fn serve_connection(
-    mut stream: TcpStream,
+pub async fn serve_connection<S>(
+    mut stream: S,
     peer: SocketAddr,
     st: AppState,
     app: Router,
     builder: hyper::server::conn::http1::Builder,
     mut stop: tokio::sync::watch::Receiver<()>,
-) {
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     st.metrics.connections.fetch_add(1, Ordering::Relaxed);
     let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut out: Vec<u8> = Vec::with_capacity(512);
@@ -319,13 +320,13 @@ fn http_date() -> [u8; 29] {
 }
 
 /// A stream that first yields bytes already read from it.
-struct Rewind {
+struct Rewind<S> {
     pre: Vec<u8>,
     pos: usize,
-    inner: TcpStream,
+    inner: S,
 }
 
-impl AsyncRead for Rewind {
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -346,7 +347,7 @@ impl AsyncRead for Rewind {
     }
 }
 
-impl AsyncWrite for Rewind {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -863,7 +863,8 @@ async fn a_full_mirror_disk_and_sigkill_lose_no_acknowledged_action() {
             .send()
     };
 
-    let (mut gh, addr) = spawn_serve(&["serve", "--config", c], dir.path(), &[]);
+    let (gh, addr) = spawn_serve(&["serve", "--config", c], dir.path(), &[]);
+    let mut gh = Reaped(gh);
     for i in 0..5 {
         assert_eq!(ban(&addr, i).await.unwrap().status(), 200);
     }
@@ -886,11 +887,10 @@ async fn a_full_mirror_disk_and_sigkill_lose_no_acknowledged_action() {
             acknowledged.push(i);
         }
         if acknowledged.len() == 25 && !killed {
-            gh.kill().unwrap(); // SIGKILL
+            gh.kill(); // SIGKILL
             killed = true;
         }
     }
-    let _ = gh.wait();
     assert!(killed, "only {} actions acknowledged", acknowledged.len());
 
     // The chain in the store: whole, and every acknowledged action in it.
@@ -931,7 +931,8 @@ async fn a_full_mirror_disk_and_sigkill_lose_no_acknowledged_action() {
     );
 
     // Restart on the still-full disk: the gap is reported, no torn line.
-    let (mut gh, addr) = spawn_serve(&["serve", "--config", c], dir.path(), &[]);
+    let (gh, addr) = spawn_serve(&["serve", "--config", c], dir.path(), &[]);
+    let mut gh = Reaped(gh);
     let (seen, state) =
         until_mirror(&addr, &admin, 10, |m| m["behind"].as_i64().unwrap_or(0) > 0).await;
     assert!(seen, "{state}");
@@ -969,13 +970,13 @@ async fn a_full_mirror_disk_and_sigkill_lose_no_acknowledged_action() {
     assert_eq!(lines_now().len(), stored + 1, "the chain and server.start");
 
     // A crash that lost the mirror's last three entries mid-write: repaired at start.
-    gh.kill().unwrap();
-    let _ = gh.wait();
+    gh.kill();
     let text = std::fs::read_to_string(&mirror).unwrap();
     let kept: Vec<&str> = text.lines().collect();
     let cut = kept[..kept.len() - 3].join("\n") + "\n" + &kept[kept.len() - 3][..40];
     std::fs::write(&mirror, cut).unwrap();
-    let (mut gh, addr) = spawn_serve(&["serve", "--config", c], dir.path(), &[]);
+    let (gh, addr) = spawn_serve(&["serve", "--config", c], dir.path(), &[]);
+    let mut gh = Reaped(gh);
     let (seen, state) = until_mirror(&addr, &admin, 10, caught_up).await;
     assert!(seen, "{state}");
     let (code, text) = verify_cli(&cfg_text, dir.path(), &["--file", mirror.to_str().unwrap()]);
@@ -986,8 +987,7 @@ async fn a_full_mirror_disk_and_sigkill_lose_no_acknowledged_action() {
         text.starts_with(&format!("ok: {} entries", stored + 2)),
         "{text}"
     );
-    gh.kill().unwrap();
-    let _ = gh.wait();
+    gh.kill();
 }
 
 fn caught_up(m: &Value) -> bool {

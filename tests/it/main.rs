@@ -26,6 +26,7 @@ mod regulation;
 mod replicas;
 mod sessions_api;
 mod store;
+mod tls;
 mod ui;
 mod wire;
 mod ws;

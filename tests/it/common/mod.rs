@@ -480,6 +480,27 @@ where
 
 pub type Shared<T> = Arc<Mutex<T>>;
 
+/// A child process killed (SIGKILL) and reaped when dropped, so that a
+/// failing test leaves no server behind holding the test's output open.
+pub struct Reaped(pub Child);
+
+impl Reaped {
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+    /// SIGKILL now (a crash), and wait for it.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// Starts the gatehouse binary with these arguments (a config with
 /// `listen = "127.0.0.1:0"`) and returns it with the address it reported.
 pub fn spawn_serve(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> (Child, String) {
