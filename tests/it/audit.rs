@@ -940,14 +940,7 @@ async fn a_full_mirror_disk_and_sigkill_lose_no_acknowledged_action() {
         state["error"].as_str().unwrap().contains("No space left"),
         "{state}"
     );
-    let metrics = client()
-        .get(format!("http://{addr}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = text_of(format!("http://{addr}/metrics")).await;
     let behind = metrics
         .lines()
         .find_map(|l| l.strip_prefix("gatehouse_audit_mirror_behind "))

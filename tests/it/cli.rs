@@ -170,18 +170,8 @@ fn serve_on_embedded_defaults_answers_with_a_minted_token() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let result = rt.block_on(async {
         let c = common::client();
-        let ask = |auth: Option<String>| {
-            let mut r = c
-                .get(format!("http://{addr}/authz/forward"))
-                .header("X-Forwarded-Proto", "https")
-                .header("X-Forwarded-Host", "app.example.com")
-                .header("X-Forwarded-Uri", "/")
-                .header("X-Forwarded-Method", "GET");
-            if let Some(a) = auth {
-                r = r.header("Authorization", a);
-            }
-            r.send()
-        };
+        let base = format!("http://{addr}");
+        let ask = |auth: Option<String>| common::forward_to(&c, &base, auth.as_deref()).send();
         let anon = ask(None).await.unwrap().status().as_u16();
         let ok = ask(Some(format!("Bearer {}", token.trim()))).await.unwrap();
         let user = ok

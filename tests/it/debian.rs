@@ -214,22 +214,13 @@ async fn the_debian_package_installs_and_serves_with_its_configuration() {
         ],
     );
     assert!(ok, "{token}");
-    let ask = |auth: Option<String>| {
-        let mut r = client()
-            .get(format!("http://{addr}/authz/forward"))
-            .header("X-Forwarded-Proto", "https")
-            .header("X-Forwarded-Host", "app.example.com")
-            .header("X-Forwarded-Uri", "/")
-            .header("X-Forwarded-Method", "GET");
-        if let Some(a) = auth {
-            r = r.header("Authorization", a);
-        }
-        async move { r.send().await.unwrap() }
-    };
-    let r = ask(Some(format!("Bearer {}", token.trim()))).await;
+    let (c, base) = (client(), format!("http://{addr}"));
+    let bearer = format!("Bearer {}", token.trim());
+    let r = forward_to(&c, &base, Some(&bearer)).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["remote-user"], "alice");
-    assert_eq!(ask(None).await.status(), 401);
+    let r = forward_to(&c, &base, None).send().await.unwrap();
+    assert_eq!(r.status(), 401);
     let mirror = std::fs::read_to_string("/var/log/gatehouse/audit.jsonl").unwrap();
     assert!(mirror.contains("server.start"), "{mirror}");
 }

@@ -47,15 +47,7 @@ async fn idp(mode: Arc<AtomicU8>, keys: Vec<Value>) -> String {
     use axum::response::IntoResponse;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let b = base.clone();
-    let app = axum::Router::new()
-        .route(
-            "/.well-known/openid-configuration",
-            axum::routing::get(move || {
-                let b = b.clone();
-                async move { axum::Json(json!({"issuer": b, "jwks_uri": format!("{b}/jwks")})) }
-            }),
-        )
+    let app = discovery(&base)
         .route(
             "/jwks",
             axum::routing::get(move || {

@@ -142,14 +142,7 @@ async fn usage_over_a_window() {
         ))
         .await
         .unwrap();
-    let text = client()
-        .get(gh.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = text_of(gh.url("/metrics")).await;
     for family in [
         "gatehouse_decisions_total{endpoint=\"forward\",result=\"allow\",reason=\"authorized\"} 51",
         "gatehouse_decision_duration_seconds_count 56",

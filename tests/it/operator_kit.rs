@@ -162,15 +162,7 @@ async fn issuer() -> String {
     key.as_object_mut().unwrap().remove("d");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let b = base.clone();
-    let app = axum::Router::new()
-        .route(
-            "/.well-known/openid-configuration",
-            axum::routing::get(move || {
-                let b = b.clone();
-                async move { axum::Json(json!({"issuer": b, "jwks_uri": format!("{b}/jwks")})) }
-            }),
-        )
+    let app = discovery(&base)
         .route(
             "/jwks",
             axum::routing::get(move || {
@@ -224,15 +216,7 @@ async fn prometheus_scrapes_a_live_gatehouse_and_the_dashboard_names_only_its_me
         .await,
         "the ban's notification was not sent"
     );
-    let text = client()
-        .get(gh.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let live = exported(&text);
+    let live = exported(&text_of(gh.url("/metrics")).await);
 
     // Every metric and label the rules and the dashboard name.
     let rules_text =

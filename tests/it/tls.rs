@@ -108,19 +108,13 @@ async fn tls_listener_serves_reloads_on_sighup_and_keeps_open_connections() {
         )
         .build()
         .unwrap();
+    let base = format!("https://127.0.0.1:{}", addr.split(':').nth(1).unwrap());
     let decide = |token: Option<String>| {
-        let mut r = https
-            .get(format!(
-                "https://127.0.0.1:{}/authz/forward",
-                addr.split(':').nth(1).unwrap()
-            ))
-            .header("X-Forwarded-Proto", "https")
-            .header("X-Forwarded-Host", "app.example.com")
-            .header("X-Forwarded-Uri", "/")
-            .header("X-Forwarded-Method", "GET");
-        if let Some(t) = token {
-            r = r.bearer_auth(t);
-        }
+        let r = forward_to(
+            &https,
+            &base,
+            token.map(|t| format!("Bearer {t}")).as_deref(),
+        );
         async move { r.send().await.unwrap().status().as_u16() }
     };
     assert_eq!(decide(Some(mint("alice", ""))).await, 200);

@@ -437,14 +437,7 @@ async fn the_ui_files_are_served_with_their_headers_and_nothing_else() {
         assert_eq!(v["error"]["code"], "not_found");
     }
     // No inline script or style in the page: the CSP would refuse them.
-    let page = client()
-        .get(gh.url("/ui/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = text_of(gh.url("/ui/")).await;
     assert!(!page.contains("<script>") && !page.contains("style="));
     assert!(
         !page.contains("http://") && !page.contains("https://"),

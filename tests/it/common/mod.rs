@@ -303,14 +303,7 @@ impl Server {
 
     /// Reads one sample from `/metrics` (exact line prefix match), 0 if absent.
     pub async fn metric(&self, line_prefix: &str) -> u64 {
-        let text = client()
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = text_of(self.url("/metrics")).await;
         text.lines()
             .find_map(|l| {
                 l.strip_prefix(line_prefix)
@@ -479,6 +472,48 @@ where
 }
 
 pub type Shared<T> = Arc<Mutex<T>>;
+
+/// The body of a GET of `url` as text (e.g. `/metrics`, a page of the UI).
+pub async fn text_of(url: impl reqwest::IntoUrl) -> String {
+    client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// `/authz/forward` at `base` (`http://addr` or `https://addr`) for
+/// `https://app.example.com/`, as a proxy asks it, with this Authorization.
+pub fn forward_to(c: &reqwest::Client, base: &str, auth: Option<&str>) -> reqwest::RequestBuilder {
+    let r = c
+        .get(format!("{base}/authz/forward"))
+        .header("X-Forwarded-Proto", "https")
+        .header("X-Forwarded-Host", "app.example.com")
+        .header("X-Forwarded-Uri", "/")
+        .header("X-Forwarded-Method", "GET");
+    match auth {
+        Some(a) => r.header("Authorization", a),
+        None => r,
+    }
+}
+
+/// An issuer's discovery document at `base` naming `{base}/jwks` as its key
+/// set (the caller adds the `/jwks` route).
+pub fn discovery(base: &str) -> axum::Router {
+    let b = base.to_string();
+    axum::Router::new().route(
+        "/.well-known/openid-configuration",
+        axum::routing::get(move || {
+            let b = b.clone();
+            async move {
+                axum::Json(serde_json::json!({"issuer": b, "jwks_uri": format!("{b}/jwks")}))
+            }
+        }),
+    )
+}
 
 /// A child process killed (SIGKILL) and reaped when dropped, so that a
 /// failing test leaves no server behind holding the test's output open.
