@@ -4,7 +4,8 @@
 //! - [`Clock::now`] is gatehouse's own time, for the deadlines it sets itself
 //!   (session inactivity and lifetime, bans, failure windows, caches). It
 //!   follows the wall clock while that runs smoothly (NTP slewing included),
-//!   but a step of more than [`STEP_MS`] is not followed: its size is noted
+//!   but a step of more than [`STEP_MS`] (looked for once a second) is not
+//!   followed: its size is noted
 //!   (a warning, `gatehouse_clock_steps_total`) and gatehouse's time goes on
 //!   from where it was, so nothing it granted ends early and nothing it ended
 //!   comes back. A restart adopts the wall clock again.
@@ -145,8 +146,8 @@ impl TimeSource for SystemSource {
 
 /// A wall clock reading further than this from what elapsed time predicts is a step.
 pub const STEP_MS: i64 = 2_000;
-/// How often the reference point moves on (so that slewing is followed).
-const REANCHOR_MS: i64 = 10_000;
+/// How often a read also looks at the wall clock (to follow slewing and see steps).
+const CHECK_MS: i64 = 1_000;
 
 /// Where gatehouse's time was at one elapsed-time reading.
 #[derive(Debug, Clone, Copy)]
@@ -164,7 +165,7 @@ struct Anchor {
 pub struct SteadyClock<S: TimeSource> {
     src: S,
     anchor: arc_swap::ArcSwap<Anchor>,
-    /// Serialises moving the anchor (readers never wait for it).
+    /// Held by the reader that checks the wall clock (others never wait for it).
     moving: Mutex<()>,
     /// The largest values handed out (seconds): neither reading goes back.
     own_high: AtomicI64,
@@ -197,70 +198,53 @@ impl<S: TimeSource> SteadyClock<S> {
     }
 
     /// gatehouse's own time in milliseconds, and the forward steps absorbed.
+    /// A read costs one elapsed-time reading; at most every [`CHECK_MS`] a
+    /// read also looks at the wall clock, follows its slewing and notes a
+    /// step (so a step is seen within a second, and own time never jumps).
     fn own_ms(&self) -> (i64, i64) {
         let a = **self.anchor.load();
         let elapsed = self.src.elapsed_ms();
-        let wall = self.src.wall_ms();
         let expected = a.own_ms + (elapsed - a.elapsed_ms);
-        let candidate = wall - a.offset_ms;
-        if (candidate - expected).abs() <= STEP_MS {
-            if elapsed - a.elapsed_ms >= REANCHOR_MS {
-                if let Ok(_g) = self.moving.try_lock() {
-                    self.move_anchor(
-                        Anchor {
-                            elapsed_ms: elapsed,
-                            own_ms: candidate,
-                            ..a
-                        },
-                        &a,
-                    );
-                }
-            }
-            return (candidate, a.forward_ms);
+        if elapsed - a.elapsed_ms < CHECK_MS {
+            return (expected, a.forward_ms);
         }
-        // A step: keep time going from the anchor, remember the difference.
-        let _g = self.moving.lock().unwrap_or_else(|p| p.into_inner());
-        let now = **self.anchor.load();
-        if now.elapsed_ms != a.elapsed_ms || now.offset_ms != a.offset_ms {
-            // Someone else moved the anchor meanwhile: read again with it.
-            drop(_g);
-            let expected = now.own_ms + (elapsed - now.elapsed_ms);
-            let candidate = wall - now.offset_ms;
-            let own = if (candidate - expected).abs() <= STEP_MS {
-                candidate
-            } else {
-                expected
-            };
-            return (own, now.forward_ms);
+        // One reader checks; the others go on from the anchor meanwhile.
+        let Ok(_g) = self.moving.try_lock() else {
+            return (expected, a.forward_ms);
+        };
+        let cur = **self.anchor.load();
+        if cur.elapsed_ms != a.elapsed_ms || cur.offset_ms != a.offset_ms {
+            return (cur.own_ms + (elapsed - cur.elapsed_ms), cur.forward_ms);
         }
+        let candidate = self.src.wall_ms() - a.offset_ms;
         let step = candidate - expected;
-        self.steps.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(
-            step_secs = step as f64 / 1000.0,
-            "the system clock stepped; gatehouse keeps its own time for sessions, bans and \
-             other deadlines it set (no early ends, nothing ended comes back), and compares \
-             token times with the wall clock (never going back); a restart adopts the new time"
-        );
-        let forward_ms = a.forward_ms + step.max(0);
-        self.move_anchor(
+        let to = if step.abs() <= STEP_MS {
+            // Running smoothly (slewing included): follow the wall clock.
+            Anchor {
+                elapsed_ms: elapsed,
+                own_ms: candidate,
+                ..a
+            }
+        } else {
+            // A step: keep time going from the anchor, remember the difference.
+            self.steps.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                step_secs = step as f64 / 1000.0,
+                "the system clock stepped; gatehouse keeps its own time for sessions, bans and \
+                 other deadlines it set (no early ends, nothing ended comes back), and compares \
+                 token times with the wall clock (never going back); a restart adopts the new time"
+            );
             Anchor {
                 elapsed_ms: elapsed,
                 own_ms: expected,
                 offset_ms: a.offset_ms + step,
-                forward_ms,
-            },
-            &a,
-        );
-        (expected, forward_ms)
+                forward_ms: a.forward_ms + step.max(0),
+            }
+        };
+        self.anchor.store(Arc::new(to));
+        (to.own_ms, to.forward_ms)
     }
 
-    /// Moves the anchor to `to` unless someone moved it since `was` was read.
-    fn move_anchor(&self, to: Anchor, was: &Anchor) {
-        let cur = **self.anchor.load();
-        if cur.elapsed_ms == was.elapsed_ms && cur.offset_ms == was.offset_ms {
-            self.anchor.store(Arc::new(to));
-        }
-    }
 }
 
 /// `v`, or the largest value handed out before when `v` is below it.
@@ -434,18 +418,22 @@ mod tests {
             let _ = c.now();
         }
         assert_eq!((c.now(), c.wall(), c.steps()), (1_000_120, 1_000_120, 0));
-        // Forward two hours: own time stays, the wall follows.
+        // Forward two hours: own time stays, the wall follows (seen within a second).
         m.step(7200);
-        assert_eq!((c.now(), c.wall(), c.steps()), (1_000_120, 1_007_320, 1));
-        m.advance(60);
+        assert_eq!((c.now(), c.wall(), c.steps()), (1_000_120, 1_000_120, 0));
+        m.advance(1);
+        assert_eq!((c.now(), c.wall(), c.steps()), (1_000_121, 1_007_321, 1));
+        m.advance(59);
         assert_eq!((c.now(), c.wall()), (1_000_180, 1_007_380));
         // Back three hours: neither goes back; both go on with time.
         m.step(-10_800);
-        assert_eq!((c.now(), c.wall(), c.steps()), (1_000_180, 1_007_380, 2));
-        m.advance(30);
+        m.advance(1);
+        assert_eq!((c.now(), c.wall(), c.steps()), (1_000_181, 1_007_381, 2));
+        m.advance(29);
         assert_eq!((c.now(), c.wall()), (1_000_210, 1_007_410));
         // A small step back (within STEP_MS) does not take either back.
         m.step(-1);
+        m.advance(1);
         assert_eq!((c.now(), c.wall()), (1_000_210, 1_007_410));
     }
 
