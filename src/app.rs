@@ -23,7 +23,9 @@ use crate::store::Store;
 use crate::usage::Usage;
 
 /// Validated-token cache size (entries); 100k tokens fit in a few tens of MB.
-pub const TOKEN_CACHE_CAPACITY: u64 = 200_000;
+/// The validated-token cache holds at most this many bytes (each token weighed
+/// by what it holds: about 1.6 KiB for a typical token, so some 160,000).
+pub const TOKEN_CACHE_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Shared state: cheap to clone, swapped piecewise at runtime.
 pub type AppState = Arc<Inner>;
@@ -146,7 +148,7 @@ pub async fn build_state(config: Config, clock: Option<SharedClock>) -> anyhow::
         issuers,
         clock.clone(),
         metrics.clone(),
-        TOKEN_CACHE_CAPACITY,
+        TOKEN_CACHE_BYTES,
     ));
     let config = Arc::new(config);
     let policy = Arc::new(ArcSwap::from_pointee(policy));

@@ -244,7 +244,6 @@ impl<S: TimeSource> SteadyClock<S> {
         self.anchor.store(Arc::new(to));
         (to.own_ms, to.forward_ms)
     }
-
 }
 
 /// `v`, or the largest value handed out before when `v` is below it.

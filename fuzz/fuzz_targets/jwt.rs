@@ -31,7 +31,7 @@ fn validator() -> &'static gatehouse::identity::TokenValidator {
             vec![Arc::new(issuer)],
             Arc::new(gatehouse::clock::SystemClock),
             Arc::new(gatehouse::metrics::Metrics::default()),
-            1000,
+            1 << 20,
         )
     })
 }

@@ -93,6 +93,36 @@ impl Identity {
     }
 }
 
+impl Identity {
+    /// The bytes this identity holds: the struct and every heap allocation of
+    /// its strings, lists and ready header values (allocator rounding aside).
+    pub fn approx_bytes(&self) -> usize {
+        let s = |v: &String| v.capacity();
+        let o = |v: &Option<String>| v.as_ref().map_or(0, String::capacity);
+        let list = |v: &Vec<String>| {
+            v.capacity() * std::mem::size_of::<String>()
+                + v.iter().map(String::capacity).sum::<usize>()
+        };
+        std::mem::size_of::<Self>()
+            + s(&self.issuer)
+            + s(&self.sub)
+            + s(&self.user)
+            + o(&self.email)
+            + o(&self.name)
+            + list(&self.groups)
+            + o(&self.acr)
+            + list(&self.amr)
+            + o(&self.sid)
+            + s(&self.remote_groups)
+            + self
+                .header_values
+                .iter()
+                .flatten()
+                .map(|h| h.len())
+                .sum::<usize>()
+    }
+}
+
 /// A value can travel in a header without changing meaning: not empty where it
 /// matters, no control characters (CR, LF, NUL, TAB, DEL), no surrounding spaces.
 pub fn header_safe(s: &str) -> bool {

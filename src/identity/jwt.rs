@@ -272,6 +272,29 @@ struct Cached {
 
 struct CacheExpiry;
 
+/// What one cache entry costs besides its identity: the key, the entry, the
+/// identity's `Arc`, the cache's own bookkeeping for it (its hash table slot,
+/// access order and expiry timer) and the allocator's share. Set from the
+/// measurement (`scripts/bench-memory.sh`: about 1,650 bytes a cached token
+/// in all, of which the identity itself is some 650).
+const CACHE_ENTRY_OVERHEAD: usize = 1000;
+
+/// The bytes one cached token holds (the cache's weight, so that it is
+/// bounded by bytes: tokens with many groups or long claims count for more).
+fn cache_weight(c: &Cached) -> u32 {
+    let bytes = CACHE_ENTRY_OVERHEAD + std::mem::size_of::<Cached>() + c.identity.approx_bytes();
+    u32::try_from(bytes).unwrap_or(u32::MAX)
+}
+
+/// The validated-token cache, holding at most `max_bytes` (by [`cache_weight`]).
+fn token_cache(max_bytes: u64) -> Cache<[u8; 32], Cached, DigestHasher> {
+    Cache::builder()
+        .max_capacity(max_bytes)
+        .weigher(|_k, v: &Cached| cache_weight(v))
+        .expire_after(CacheExpiry)
+        .build_with_hasher(DigestHasher)
+}
+
 impl moka::Expiry<[u8; 32], Cached> for CacheExpiry {
     fn expire_after_create(
         &self,
@@ -400,7 +423,7 @@ impl TokenValidator {
         issuers: Vec<Arc<IssuerHandle>>,
         clock: SharedClock,
         metrics: Arc<Metrics>,
-        cache_capacity: u64,
+        cache_bytes: u64,
     ) -> Self {
         let http = crate::crypto::http_client()
             .timeout(HTTP_TIMEOUT)
@@ -411,10 +434,7 @@ impl TokenValidator {
             .expect("static reqwest configuration");
         TokenValidator {
             issuers: issuers.into_iter().map(|i| (i.issuer.clone(), i)).collect(),
-            cache: Cache::builder()
-                .max_capacity(cache_capacity)
-                .expire_after(CacheExpiry)
-                .build_with_hasher(DigestHasher),
+            cache: token_cache(cache_bytes),
             clock,
             metrics,
             http,
@@ -706,5 +726,53 @@ impl TokenValidator {
     /// Drops every cached validation (tests, key withdrawal).
     pub fn clear_cache(&self) {
         self.cache.invalidate_all();
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    fn cached(groups: usize) -> Cached {
+        let id = Identity::new(
+            "https://issuer.example/realms/main".into(),
+            "0b6f3c2e-5a41-4c6f-9d7e-2f1a8b3c4d5e".into(),
+            Some("alice".into()),
+            Some("alice@example.com".into()),
+            Some("Alice Example".into()),
+            (0..groups).map(|i| format!("group-{i:04}")).collect(),
+            None,
+            vec!["pwd".into()],
+            None,
+            Some(1),
+            2,
+        );
+        Cached {
+            identity: Arc::new(id),
+            ttl: Duration::from_secs(300),
+            valid_until: 2,
+        }
+    }
+
+    #[test]
+    fn the_token_cache_is_bounded_by_bytes() {
+        let small = cache_weight(&cached(2));
+        let large = cache_weight(&cached(1000));
+        assert!((1300..2500).contains(&small), "{small}");
+        // A thousand groups: the list and the Remote-Groups value (twice).
+        assert!(large > small + 2 * 1000 * 10, "{large}");
+        let cache = token_cache(512 * 1024);
+        for i in 0..2000u32 {
+            let mut k = [0u8; 32];
+            k[..4].copy_from_slice(&i.to_be_bytes());
+            cache.insert(k, cached(if i % 2 == 0 { 2 } else { 1000 }));
+        }
+        cache.run_pending_tasks();
+        assert!(
+            cache.weighted_size() <= 512 * 1024,
+            "{}",
+            cache.weighted_size()
+        );
+        assert!(cache.entry_count() < 2000);
     }
 }
