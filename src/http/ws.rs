@@ -249,7 +249,8 @@ fn ended(st: &AppState, id: &Identity, cred: &Credential) -> Option<&'static str
         return Some("banned");
     }
     match cred {
-        Credential::Token if id.exp <= now => Some("token_expired"),
+        // `exp` is the IdP's instant: the wall clock's reading.
+        Credential::Token if id.exp <= st.clock.wall() => Some("token_expired"),
         Credential::Token if st.revocations.load().is_revoked(id) => Some("session_ended"),
         Credential::Session(sid) if st.sessions.get_by_id(sid).is_none() => Some("session_ended"),
         _ => None,
@@ -468,7 +469,7 @@ async fn serve(
                     out.close(1001, "idle_timeout").await;
                     return;
                 }
-                let left = id.exp - st.clock.now();
+                let left = id.exp - st.clock.wall();
                 if matches!(cred, Credential::Token) && !warned && left <= EXPIRY_WARNING_SECS {
                     warned = true;
                     out.send(json!({"type": "token_expiring", "call_refresh": true, "time_remaining_seconds": left.max(0)})).await

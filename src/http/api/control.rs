@@ -42,7 +42,8 @@ async fn stepped_up(
     let id = caller(st, ask).await?;
     let user = id.user.clone();
     let policy = st.policy.load();
-    match access::admit_stepped_up(&st.config, &policy, id, ask.client, need, st.clock.now()) {
+    // The authentication time is the IdP's instant: compared with the wall clock.
+    match access::admit_stepped_up(&st.config, &policy, id, ask.client, need, st.clock.wall()) {
         Ok(a) => Ok(a),
         Err(e) => Err(refused(st, ask, &user, audit_action, target, e).await),
     }
