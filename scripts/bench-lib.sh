@@ -34,6 +34,23 @@ open(path, "w").write(text)
 PY
 }
 
+# A wrk script (FILE) asking /authz/forward with each token of TOKENS (one a
+# line) in turn, for the path URI (default /).
+rotate_lua() {
+  cat > "$1" <<LUA
+local tokens = {}
+for line in io.lines("$2") do tokens[#tokens + 1] = "Bearer " .. line end
+local i = 0
+request = function()
+  i = i % #tokens + 1
+  return wrk.format("GET", "/authz/forward", {
+    ["X-Forwarded-Proto"] = "https", ["X-Forwarded-Host"] = "app.example.com",
+    ["X-Forwarded-Uri"] = "${3:-/}", ["X-Forwarded-Method"] = "GET",
+    ["Authorization"] = tokens[i] })
+end
+LUA
+}
+
 # The benchmarks' gatehouse configuration: FILE LISTEN [more TOML]. A local
 # signing key (local.pem beside FILE), one one-factor rule for app.example.com.
 base_config() {

@@ -64,18 +64,7 @@ ACTIVE=$(python3 -c "import urllib.request; print([l.split()[1] for l in urllib.
 
 echo "== 100,000 distinct tokens, each validated once and cached"
 "$GH" token mint --config "$W/g.toml" --sub load --roles developers,grafana-viewers --ttl 1h --count 100000 > "$W/tokens.txt"
-cat > "$W/rotate.lua" <<LUA
-local tokens = {}
-for line in io.lines("$W/tokens.txt") do tokens[#tokens + 1] = "Bearer " .. line end
-local i = 0
-request = function()
-  i = i % #tokens + 1
-  return wrk.format("GET", "/authz/forward", {
-    ["X-Forwarded-Proto"] = "https", ["X-Forwarded-Host"] = "app.example.com",
-    ["X-Forwarded-Uri"] = "/", ["X-Forwarded-Method"] = "GET",
-    ["Authorization"] = tokens[i] })
-end
-LUA
+rotate_lua "$W/rotate.lua" "$W/tokens.txt"
 wrk -t1 -c8 -d20s -s "$W/rotate.lua" "http://127.0.0.1:$P/authz/forward" >/dev/null
 TOKENS=$(rss "$PID" VmRSS)
 PEAK=$(rss "$PID" VmHWM)

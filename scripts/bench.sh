@@ -216,18 +216,7 @@ cat > "$W/bearer.lua" <<EOF
 wrk.headers["Host"] = "app.example.com"
 wrk.headers["Authorization"] = "Bearer $TOKEN"
 EOF
-cat > "$W/rotate.lua" <<EOF
-local tokens = {}
-for line in io.lines("$W/tokens.txt") do tokens[#tokens + 1] = "Bearer " .. line end
-local i = 0
-request = function()
-  i = i % #tokens + 1
-  return wrk.format("GET", "/authz/forward", {
-    ["X-Forwarded-Proto"] = "https", ["X-Forwarded-Host"] = "app.example.com",
-    ["X-Forwarded-Uri"] = "/d/abc", ["X-Forwarded-Method"] = "GET",
-    ["Authorization"] = tokens[i] })
-end
-EOF
+rotate_lua "$W/rotate.lua" "$W/tokens.txt" /d/abc
 
 echo "== warm-up"
 taskset -c 1 wrk -t1 -c4 -d2s -s "$W/fwd.lua" "http://127.0.0.1:$P_GH/authz/forward" >/dev/null
