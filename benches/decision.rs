@@ -1,6 +1,8 @@
-//! The decision path, measured: `decide()` alone; the whole `/authz/forward`
-//! handler with a cached token; and full verification of a first-seen token
-//! (EdDSA and ES256 local keys). Run: `cargo bench --bench decision`.
+//! The decision path, measured: `decide()` alone; the fast path that serves
+//! proxies' keep-alive connections (`http::wire`, a request in and its answer
+//! out, over an in-memory stream) and the general axum handler, each with a
+//! cached token; full verification of a first-seen token (EdDSA and ES256 local
+//! keys, RS256 2048-bit from an issuer's key set). Run: `cargo bench --bench decision`.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -102,6 +104,54 @@ fn p256_pem() -> String {
     )
 }
 
+/// An issuer with one RSA 2048 key (RS256), and a signer of its tokens.
+fn rsa_issuer() -> (
+    gatehouse::identity::TokenValidator,
+    impl Fn(&str) -> String,
+) {
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::rsa::{KeyPair, KeySize};
+    use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use base64::Engine;
+    let kp = KeyPair::generate(KeySize::Rsa2048).unwrap();
+    let _ = kp.as_der().unwrap();
+    let public = kp.public_key();
+    let jwks = serde_json::json!({"keys": [{
+        "kty": "RSA", "kid": "r1", "alg": "RS256", "use": "sig",
+        "n": B64.encode(public.modulus().big_endian_without_leading_zero()),
+        "e": B64.encode(public.exponent().big_endian_without_leading_zero()),
+    }]});
+    let keys = gatehouse::identity::keys::parse_jwks(jwks.to_string().as_bytes()).unwrap();
+    let issuer = gatehouse::identity::IssuerHandle::with_static_keys(
+        "https://sso.example.com/realms/main",
+        "gatehouse",
+        keys,
+        &["realm_access.roles"],
+    );
+    let validator = gatehouse::identity::TokenValidator::new(
+        vec![Arc::new(issuer)],
+        Arc::new(SystemClock),
+        Arc::new(gatehouse::metrics::Metrics::default()),
+        1 << 20,
+    );
+    let sign = move |sub: &str| {
+        let now = SystemClock.now();
+        let head = B64.encode(r#"{"alg":"RS256","typ":"JWT","kid":"r1"}"#);
+        let claims = serde_json::json!({
+            "iss": "https://sso.example.com/realms/main", "aud": "gatehouse", "sub": sub,
+            "preferred_username": sub, "iat": now, "exp": now + 3600,
+            "email": format!("{sub}@example.com"), "realm_access": {"roles": ["viewer", "editor"]},
+        });
+        let input = format!("{head}.{}", B64.encode(claims.to_string()));
+        let mut sig = vec![0u8; kp.public_modulus_len()];
+        kp.sign(&RSA_PKCS1_SHA256, &aws_lc_rs::rand::SystemRandom::new(), input.as_bytes(), &mut sig)
+            .unwrap();
+        format!("{input}.{}", B64.encode(sig))
+    };
+    (validator, sign)
+}
+
 fn benches(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -130,7 +180,42 @@ fn benches(c: &mut Criterion) {
         b.iter(|| std::hint::black_box(decide(&policy, &subject, &target)))
     });
 
-    // 2. the whole handler with a cached token
+    // 2. the fast path: a proxy's keep-alive connection, one request and its
+    // answer per iteration (parse, decide, encode, over an in-memory stream)
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let (_stop_tx, stop_rx) = tokio::sync::watch::channel(());
+        let (st_c, app_c) = (st.clone(), router(st.clone()));
+        let _conn = rt.spawn(gatehouse::http::wire::serve_connection(
+            server,
+            SocketAddr::from(([127, 0, 0, 1], 40000)),
+            st_c,
+            app_c,
+            hyper::server::conn::http1::Builder::new(),
+            stop_rx,
+        ));
+        let request = format!(
+            "GET /authz/forward HTTP/1.1\r\nHost: gatehouse\r\nX-Forwarded-Proto: https\r\n\
+             X-Forwarded-Host: grafana.example.com\r\nX-Forwarded-Uri: /d/abc/overview?orgId=1&refresh=30s\r\n\
+             X-Forwarded-Method: GET\r\nX-Forwarded-For: 203.0.113.7\r\nAuthorization: Bearer {token}\r\n\r\n"
+        );
+        let mut buf = vec![0u8; 4096];
+        c.bench_function("fast path /authz/forward, cached token", |b| {
+            b.iter(|| {
+                rt.block_on(async {
+                    client.write_all(request.as_bytes()).await.unwrap();
+                    let mut n = 0;
+                    while !buf[..n].ends_with(b"\r\n\r\n") {
+                        n += client.read(&mut buf[n..]).await.unwrap();
+                    }
+                    assert!(buf.starts_with(b"HTTP/1.1 200"));
+                })
+            })
+        });
+    }
+
+    // 2b. the general handler (axum) with a cached token
     let app = router(st.clone());
     c.bench_function("/authz/forward, cached token", |b| {
         b.iter(|| {
@@ -157,6 +242,16 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % es_tokens.len();
             rt.block_on(st2.validator.verify(&es_tokens[i])).unwrap()
+        })
+    });
+
+    // 3b. RS256, 2048-bit (a Keycloak realm's default key)
+    let (rsa, sign) = rsa_issuer();
+    let rs_tokens: Vec<String> = (0..64).map(|i| sign(&format!("user{i}"))).collect();
+    c.bench_function("verify first-seen token (RS256 2048)", |b| {
+        b.iter(|| {
+            i = (i + 1) % rs_tokens.len();
+            rt.block_on(rsa.verify(&rs_tokens[i])).unwrap()
         })
     });
 
