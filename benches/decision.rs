@@ -105,17 +105,12 @@ fn p256_pem() -> String {
 }
 
 /// An issuer with one RSA 2048 key (RS256), and a signer of its tokens.
-fn rsa_issuer() -> (
-    gatehouse::identity::TokenValidator,
-    impl Fn(&str) -> String,
-) {
-    use aws_lc_rs::encoding::AsDer;
+fn rsa_issuer() -> (gatehouse::identity::TokenValidator, impl Fn(&str) -> String) {
     use aws_lc_rs::rsa::{KeyPair, KeySize};
     use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
     use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
     use base64::Engine;
     let kp = KeyPair::generate(KeySize::Rsa2048).unwrap();
-    let _ = kp.as_der().unwrap();
     let public = kp.public_key();
     let jwks = serde_json::json!({"keys": [{
         "kty": "RSA", "kid": "r1", "alg": "RS256", "use": "sig",
@@ -145,8 +140,13 @@ fn rsa_issuer() -> (
         });
         let input = format!("{head}.{}", B64.encode(claims.to_string()));
         let mut sig = vec![0u8; kp.public_modulus_len()];
-        kp.sign(&RSA_PKCS1_SHA256, &aws_lc_rs::rand::SystemRandom::new(), input.as_bytes(), &mut sig)
-            .unwrap();
+        kp.sign(
+            &RSA_PKCS1_SHA256,
+            &aws_lc_rs::rand::SystemRandom::new(),
+            input.as_bytes(),
+            &mut sig,
+        )
+        .unwrap();
         format!("{input}.{}", B64.encode(sig))
     };
     (validator, sign)
