@@ -6,9 +6,8 @@
 //! PID 1, started directly (as the unit would) where it is not. Purged after.
 //! Needs root (skipped by name otherwise).
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::common;
@@ -41,15 +40,6 @@ impl Drop for Installed {
         ] {
             let _ = std::fs::remove_dir_all(d);
         }
-    }
-}
-
-struct Serving(Child);
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -163,25 +153,14 @@ async fn the_debian_package_installs_and_serves_with_its_configuration() {
         for d in ["/var/lib/gatehouse", "/var/log/gatehouse"] {
             std::fs::create_dir_all(d).unwrap();
         }
-        let mut child = Command::new("/usr/bin/gatehouse")
-            .args(["serve", "--config", "/etc/gatehouse/gatehouse.toml"])
-            .env("GATEHOUSE_SERVER__LISTEN", "127.0.0.1:0")
-            .env("GATEHOUSE_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        _serving = Some(Serving(child));
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(i) = line.find("address=") {
-                    let _ = tx.send(line[i + 8..].split_whitespace().next().unwrap().to_string());
-                }
-            }
-        });
-        rx.recv_timeout(Duration::from_secs(30))
-            .expect("the installed gatehouse did not start")
+        let (child, addr) = spawn_serve_bin(
+            Path::new("/usr/bin/gatehouse"),
+            &["serve", "--config", "/etc/gatehouse/gatehouse.toml"],
+            Path::new("/"),
+            &[("GATEHOUSE_SERVER__LISTEN", "127.0.0.1:0")],
+        );
+        _serving = Some(Reaped(child));
+        addr
     };
     let t = Instant::now();
     loop {

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common;
@@ -147,15 +147,6 @@ fn rule_exprs(text: &str) -> Vec<String> {
     out
 }
 
-struct Prometheus(Child);
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// An issuer on loopback serving its discovery document and one public key.
 async fn issuer() -> String {
     let mut key = gen_key("OKP", "k1");
@@ -271,7 +262,7 @@ async fn prometheus_scrapes_a_live_gatehouse_and_the_dashboard_names_only_its_me
     )
     .unwrap();
     let port = free_port();
-    let _prom = Prometheus(
+    let _prom = Reaped(
         Command::new(tool("prometheus"))
             .arg(format!(
                 "--config.file={}",

@@ -539,8 +539,18 @@ impl Drop for Reaped {
 /// Starts the gatehouse binary with these arguments (a config with
 /// `listen = "127.0.0.1:0"`) and returns it with the address it reported.
 pub fn spawn_serve(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> (Child, String) {
+    spawn_serve_bin(Path::new(env!("CARGO_BIN_EXE_gatehouse")), args, dir, env)
+}
+
+/// [`spawn_serve`] with another gatehouse binary (an installed one).
+pub fn spawn_serve_bin(
+    bin: &Path,
+    args: &[&str],
+    dir: &Path,
+    env: &[(&str, &str)],
+) -> (Child, String) {
     use std::io::{BufRead, BufReader};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+    let mut child = Command::new(bin)
         .args(args)
         .current_dir(dir)
         .env_remove("GATEHOUSE_CONFIG")
