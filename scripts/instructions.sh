@@ -4,6 +4,7 @@
 # and nginx `return 204`, each pinned to CPU 0 under `wrk` on CPU 1.
 # Needs valgrind, nginx, wrk (installs what is missing on Debian).
 # Usage: scripts/instructions.sh [seconds]
+# KEEP=dir keeps the callgrind profiles there (callgrind_annotate reads them).
 # Note: valgrind does not emulate the SHA extensions, so the token's SHA-256
 # runs in software here (~27,000 instructions for a 430-byte token) and is
 # reported on its own line.
@@ -37,6 +38,7 @@ measure() {
   sleep 1
   local f
   f=$(ls -t "$W"/cg.out.* | head -1)
+  if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$f" "$KEEP/${name%% *}.callgrind"; fi
   python3 - "$f" "$req" "$name" <<'PY'
 import sys, re, collections
 path, req, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]

@@ -143,7 +143,7 @@ pub async fn build_state(config: Config, clock: Option<SharedClock>) -> anyhow::
         &store.live_bans(clock.now()).await?,
     ));
     let table = Arc::new(SessionTable::default());
-    table.load(&store.live_sessions(clock.now(), None).await?);
+    crate::service::sessions::load_table(&store, &table, clock.now()).await?;
     let validator = Arc::new(TokenValidator::new(
         issuers,
         clock.clone(),

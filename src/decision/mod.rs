@@ -11,9 +11,29 @@ use ipnet::IpNet;
 pub use rules::{PolicyLevel, Rule};
 pub use target::{Scheme, Target, TargetError};
 
-/// Who the request is from, as the identity engine established it.
+/// Who the request is from, as the identity engine established it: who
+/// ([`Principal`], shared by every credential that says the same, read
+/// through `Deref`) and the instants of this one credential.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
+    principal: Arc<Principal>,
+    /// `iat` of a token; the authentication time of a session.
+    pub iat: Option<i64>,
+    /// `exp` of a token; the end of a session's lifetime.
+    pub exp: i64,
+}
+
+impl std::ops::Deref for Identity {
+    type Target = Principal;
+    fn deref(&self) -> &Principal {
+        &self.principal
+    }
+}
+
+/// Everything an identity says except its credential's instants: a user's
+/// tokens (a new one every few minutes, one per client) share one.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct Principal {
     pub issuer: String,
     pub sub: String,
     /// `preferred_username`, else `sub`.
@@ -25,14 +45,12 @@ pub struct Identity {
     pub acr: Option<String>,
     pub amr: Vec<String>,
     pub sid: Option<String>,
-    pub iat: Option<i64>,
-    pub exp: i64,
-    /// `Remote-Groups`, precomputed once per token.
+    /// `Remote-Groups`, precomputed once.
     pub remote_groups: String,
     /// Every identity header value is printable and unambiguous.
     pub headers_representable: bool,
     /// `Remote-User`, `-Groups`, `-Email`, `-Name` as ready header values, built
-    /// once per identity so that an allowed request copies, never re-validates.
+    /// once so that an allowed request copies, never re-validates.
     pub header_values: [Option<http::HeaderValue>; 4],
 }
 
@@ -45,12 +63,60 @@ impl Identity {
         preferred_username: Option<String>,
         email: Option<String>,
         name: Option<String>,
-        mut groups: Vec<String>,
+        groups: Vec<String>,
         acr: Option<String>,
         amr: Vec<String>,
         sid: Option<String>,
         iat: Option<i64>,
         exp: i64,
+    ) -> Self {
+        let principal = Principal::new(
+            issuer,
+            sub,
+            preferred_username,
+            email,
+            name,
+            groups,
+            acr,
+            amr,
+            sid,
+        );
+        Identity::of(Arc::new(principal), iat, exp)
+    }
+
+    /// An identity for a principal already built (shared).
+    pub fn of(principal: Arc<Principal>, iat: Option<i64>, exp: i64) -> Self {
+        Identity {
+            principal,
+            iat,
+            exp,
+        }
+    }
+
+    pub fn principal(&self) -> &Arc<Principal> {
+        &self.principal
+    }
+
+    /// The bytes this identity holds, its principal counted whole (even when
+    /// other identities share it).
+    pub fn approx_bytes(&self) -> usize {
+        std::mem::size_of::<Self>() + self.principal.approx_bytes()
+    }
+}
+
+impl Principal {
+    /// Builds a principal and precomputes its header form.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        issuer: String,
+        sub: String,
+        preferred_username: Option<String>,
+        email: Option<String>,
+        name: Option<String>,
+        mut groups: Vec<String>,
+        acr: Option<String>,
+        amr: Vec<String>,
+        sid: Option<String>,
     ) -> Self {
         groups.sort();
         groups.dedup();
@@ -74,7 +140,7 @@ impl Identity {
         } else {
             Default::default()
         };
-        Identity {
+        Principal {
             issuer,
             sub,
             user,
@@ -84,8 +150,6 @@ impl Identity {
             acr,
             amr,
             sid,
-            iat,
-            exp,
             remote_groups,
             headers_representable,
             header_values,
@@ -93,8 +157,8 @@ impl Identity {
     }
 }
 
-impl Identity {
-    /// The bytes this identity holds: the struct and every heap allocation of
+impl Principal {
+    /// The bytes this principal holds: the struct and every heap allocation of
     /// its strings, lists and ready header values (allocator rounding aside).
     pub fn approx_bytes(&self) -> usize {
         let s = |v: &String| v.capacity();

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::decision::Identity;
+use crate::decision::Principal;
 
 /// A claim path such as `resource_access.my.client.roles`, pre-split once.
 #[derive(Debug, Clone)]
@@ -80,14 +80,13 @@ fn string_list(v: &Value) -> Result<Vec<String>, ClaimsError> {
     }
 }
 
-/// Builds the identity from verified claims.
-pub fn identity_from_claims(
+/// Builds who the verified claims say the holder is (the token's instants
+/// are the caller's to pair with it).
+pub fn principal_from_claims(
     issuer: &str,
     claims: &Map<String, Value>,
     roles_claims: &[ClaimPath],
-    exp: i64,
-    iat: Option<i64>,
-) -> Result<Identity, ClaimsError> {
+) -> Result<Principal, ClaimsError> {
     let sub = match claims.get("sub") {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
         _ => return Err(ClaimsError::MissingSub),
@@ -108,7 +107,7 @@ pub fn identity_from_claims(
         None | Some(Value::Null) => vec![],
         Some(v) => string_list(v).map_err(|_| ClaimsError::BadClaimType)?,
     };
-    Ok(Identity::new(
+    Ok(Principal::new(
         issuer.to_string(),
         sub,
         opt_string(claims, "preferred_username")?.filter(|s| !s.is_empty()),
@@ -118,8 +117,6 @@ pub fn identity_from_claims(
         opt_string(claims, "acr")?,
         amr,
         opt_string(claims, "sid")?,
-        iat,
-        exp,
     ))
 }
 
@@ -152,7 +149,7 @@ mod tests {
         .iter()
         .map(|p| ClaimPath::parse(p))
         .collect();
-        let id = identity_from_claims("iss", &c, &paths, 10, Some(1)).unwrap();
+        let id = principal_from_claims("iss", &c, &paths).unwrap();
         assert_eq!(id.user, "alice");
         assert_eq!(
             id.groups,
@@ -178,24 +175,22 @@ mod tests {
         let paths = vec![ClaimPath::parse("realm_access.roles")];
         let no_sub = obj(json!({"preferred_username": "x"}));
         assert_eq!(
-            identity_from_claims("i", &no_sub, &paths, 1, None).unwrap_err(),
+            principal_from_claims("i", &no_sub, &paths).unwrap_err(),
             ClaimsError::MissingSub
         );
         let bad_roles = obj(json!({"sub": "x", "realm_access": {"roles": [1, 2]}}));
         assert_eq!(
-            identity_from_claims("i", &bad_roles, &paths, 1, None).unwrap_err(),
+            principal_from_claims("i", &bad_roles, &paths).unwrap_err(),
             ClaimsError::BadRolesClaim
         );
         let bad_email = obj(json!({"sub": "x", "email": ["a", "b"]}));
         assert_eq!(
-            identity_from_claims("i", &bad_email, &paths, 1, None).unwrap_err(),
+            principal_from_claims("i", &bad_email, &paths).unwrap_err(),
             ClaimsError::BadClaimType
         );
         let sub_only = obj(json!({"sub": "x"}));
         assert_eq!(
-            identity_from_claims("i", &sub_only, &paths, 1, None)
-                .unwrap()
-                .user,
+            principal_from_claims("i", &sub_only, &paths).unwrap().user,
             "x"
         );
     }

@@ -11,11 +11,12 @@ use crate::crypto::Sha256;
 use arc_swap::ArcSwap;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, Validation};
-use moka::sync::Cache;
 use serde_json::{Map, Value};
 
-use super::claims::{identity_from_claims, ClaimPath, ClaimsError};
+use super::claims::{principal_from_claims, ClaimPath, ClaimsError};
 use super::keys::{parse_jwks, KeySet, MAX_JWKS_BYTES};
+use super::principals::Principals;
+use super::token_cache::{TokenCache, ENTRY_OVERHEAD};
 use crate::clock::SharedClock;
 use crate::config::IssuerConfig;
 use crate::decision::Identity;
@@ -262,48 +263,11 @@ fn without_url(e: &reqwest::Error) -> String {
     }
 }
 
-#[derive(Clone)]
-struct Cached {
-    identity: Arc<Identity>,
-    ttl: Duration,
-    /// `exp` plus the issuer's leeway: checked on every hit against the injected clock.
-    valid_until: i64,
-}
-
-struct CacheExpiry;
-
-/// What one cache entry costs besides its identity: the key, the entry, the
-/// identity's `Arc`, the cache's own bookkeeping for it (its hash table slot,
-/// access order and expiry timer) and the allocator's share. Set from the
-/// measurement (`scripts/bench-memory.sh`: about 1,650 bytes a cached token
-/// in all, of which the identity itself is some 650).
-const CACHE_ENTRY_OVERHEAD: usize = 1000;
-
-/// The bytes one cached token holds (the cache's weight, so that it is
-/// bounded by bytes: tokens with many groups or long claims count for more).
-fn cache_weight(c: &Cached) -> u32 {
-    let bytes = CACHE_ENTRY_OVERHEAD + std::mem::size_of::<Cached>() + c.identity.approx_bytes();
-    u32::try_from(bytes).unwrap_or(u32::MAX)
-}
-
-/// The validated-token cache, holding at most `max_bytes` (by [`cache_weight`]).
-fn token_cache(max_bytes: u64) -> Cache<[u8; 32], Cached, DigestHasher> {
-    Cache::builder()
-        .max_capacity(max_bytes)
-        .weigher(|_k, v: &Cached| cache_weight(v))
-        .expire_after(CacheExpiry)
-        .build_with_hasher(DigestHasher)
-}
-
-impl moka::Expiry<[u8; 32], Cached> for CacheExpiry {
-    fn expire_after_create(
-        &self,
-        _k: &[u8; 32],
-        v: &Cached,
-        _at: std::time::Instant,
-    ) -> Option<Duration> {
-        Some(v.ttl)
-    }
+/// The bytes one cached token holds (its weight in the cache, so that the
+/// cache is bounded by bytes: tokens with many groups or long claims count
+/// for more).
+fn cache_weight(identity: &Identity) -> usize {
+    ENTRY_OVERHEAD + identity.approx_bytes()
 }
 
 /// Which kind of JWT is being verified: each accepts its own header `typ`.
@@ -320,7 +284,8 @@ pub enum TokenKind {
 /// Validates bearer tokens against every configured issuer.
 pub struct TokenValidator {
     issuers: HashMap<String, Arc<IssuerHandle>>,
-    cache: Cache<[u8; 32], Cached, DigestHasher>,
+    cache: TokenCache,
+    principals: Principals,
     clock: SharedClock,
     metrics: Arc<Metrics>,
     http: reqwest::Client,
@@ -331,38 +296,6 @@ impl std::fmt::Debug for TokenValidator {
         f.debug_struct("TokenValidator")
             .field("issuers", &self.issuers.keys().collect::<Vec<_>>())
             .finish()
-    }
-}
-
-/// Hashes a cache key, which is already a SHA-256 digest, by taking eight of its
-/// bytes: a second hash over it would add nothing. Only verified tokens enter
-/// the cache, so nobody can choose keys to crowd one bucket.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct DigestHasher;
-
-impl std::hash::BuildHasher for DigestHasher {
-    type Hasher = DigestHash;
-    fn build_hasher(&self) -> DigestHash {
-        DigestHash(0)
-    }
-}
-
-/// See [`DigestHasher`].
-#[derive(Debug, Default)]
-pub struct DigestHash(u64);
-
-impl std::hash::Hasher for DigestHash {
-    fn write(&mut self, bytes: &[u8]) {
-        // `[u8; 32]` hashes as its bytes (after no length prefix for arrays);
-        // fold whatever arrives so any other input still spreads.
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
-        }
-    }
-    fn finish(&self) -> u64 {
-        self.0
     }
 }
 
@@ -434,7 +367,8 @@ impl TokenValidator {
             .expect("static reqwest configuration");
         TokenValidator {
             issuers: issuers.into_iter().map(|i| (i.issuer.clone(), i)).collect(),
-            cache: token_cache(cache_bytes),
+            cache: TokenCache::new(cache_bytes),
+            principals: Principals::default(),
             clock,
             metrics,
             http,
@@ -459,7 +393,7 @@ impl TokenValidator {
                     .inc(&[&issuer.issuer, trigger, "ok"]);
                 if removed {
                     // A key was withdrawn: tokens it signed must not live on in the cache.
-                    self.cache.invalidate_all();
+                    self.cache.clear();
                 }
                 tracing::debug!(issuer = %issuer.issuer, trigger, kids = ?issuer.key_ids(), "keys loaded");
                 true
@@ -518,28 +452,25 @@ impl TokenValidator {
             return Err(TokenError::TooLarge);
         }
         let hash = token_hash(token);
-        if let Some(c) = self.cache.get(&hash) {
-            if c.valid_until > self.clock.wall() {
-                self.metrics
-                    .token_cache_hits
-                    .fetch_add(1, Ordering::Relaxed);
-                return Ok(c.identity);
-            }
-            self.cache.invalidate(&hash);
+        if let Some(identity) = self.cache.get(&hash, self.clock.wall()) {
+            self.metrics
+                .token_cache_hits
+                .fetch_add(1, Ordering::Relaxed);
+            return Ok(identity);
         }
         self.metrics
             .token_cache_misses
             .fetch_add(1, Ordering::Relaxed);
         let (identity, ttl) = self.verify(token).await?;
         let identity = Arc::new(identity);
-        let valid_until = self.clock.wall() + ttl.as_secs() as i64;
+        let now = self.clock.wall();
+        let weight = cache_weight(&identity);
         self.cache.insert(
             hash,
-            Cached {
-                identity: identity.clone(),
-                ttl,
-                valid_until,
-            },
+            identity.clone(),
+            now + ttl.as_secs() as i64,
+            weight,
+            now,
         );
         Ok(identity)
     }
@@ -694,8 +625,9 @@ impl TokenValidator {
         if !(aud_ok || azp_ok) {
             return Err(TokenError::BadAudience);
         }
-        let identity = identity_from_claims(&issuer.issuer, claims, &issuer.roles_claims, exp, iat)
+        let principal = principal_from_claims(&issuer.issuer, claims, &issuer.roles_claims)
             .map_err(TokenError::Claims)?;
+        let identity = Identity::of(self.principals.intern(principal), iat, exp);
         let remaining = (exp + leeway - now).max(0) as u64;
         Ok((identity, Duration::from_secs(remaining).min(MAX_CACHE_TTL)))
     }
@@ -725,7 +657,7 @@ impl TokenValidator {
 
     /// Drops every cached validation (tests, key withdrawal).
     pub fn clear_cache(&self) {
-        self.cache.invalidate_all();
+        self.cache.clear();
     }
 }
 
@@ -733,8 +665,8 @@ impl TokenValidator {
 mod cache_tests {
     use super::*;
 
-    fn cached(groups: usize) -> Cached {
-        let id = Identity::new(
+    fn identity(groups: usize) -> Identity {
+        Identity::new(
             "https://issuer.example/realms/main".into(),
             "0b6f3c2e-5a41-4c6f-9d7e-2f1a8b3c4d5e".into(),
             Some("alice".into()),
@@ -746,33 +678,29 @@ mod cache_tests {
             None,
             Some(1),
             2,
-        );
-        Cached {
-            identity: Arc::new(id),
-            ttl: Duration::from_secs(300),
-            valid_until: 2,
-        }
+        )
     }
 
     #[test]
-    fn the_token_cache_is_bounded_by_bytes() {
-        let small = cache_weight(&cached(2));
-        let large = cache_weight(&cached(1000));
-        assert!((1300..2500).contains(&small), "{small}");
+    fn a_cached_token_weighs_what_its_identity_holds() {
+        let small = cache_weight(&identity(2));
+        let large = cache_weight(&identity(1000));
+        assert!(
+            (ENTRY_OVERHEAD + 300..ENTRY_OVERHEAD + 1500).contains(&small),
+            "{small}"
+        );
         // A thousand groups: the list and the Remote-Groups value (twice).
         assert!(large > small + 2 * 1000 * 10, "{large}");
-        let cache = token_cache(512 * 1024);
+        let cache = TokenCache::new(512 * 1024);
         for i in 0..2000u32 {
             let mut k = [0u8; 32];
             k[..4].copy_from_slice(&i.to_be_bytes());
-            cache.insert(k, cached(if i % 2 == 0 { 2 } else { 1000 }));
+            k[31] = i as u8;
+            let id = identity(if i % 2 == 0 { 2 } else { 1000 });
+            let w = cache_weight(&id);
+            cache.insert(k, Arc::new(id), 100, w, 1);
         }
-        cache.run_pending_tasks();
-        assert!(
-            cache.weighted_size() <= 512 * 1024,
-            "{}",
-            cache.weighted_size()
-        );
-        assert!(cache.entry_count() < 2000);
+        assert!(cache.bytes() <= 512 * 1024, "{}", cache.bytes());
+        assert!(cache.len() < 2000);
     }
 }

@@ -6,10 +6,12 @@ pub mod jwt;
 pub mod keys;
 pub mod local;
 pub mod oidc;
+pub mod principals;
 pub mod regulation;
 pub mod revocation;
 pub mod seal;
 pub mod session;
+pub mod token_cache;
 
 pub use jwt::{IssuerHandle, TokenError, TokenKind, TokenValidator};
 pub use local::{LocalSigner, MintRequest};

@@ -82,6 +82,26 @@ impl LiveSession {
         }
     }
 
+    /// Says what the stored record says (last-seen time aside).
+    fn same_as(&self, r: &SessionRecord) -> bool {
+        let id = &self.identity;
+        self.id == r.id
+            && self.created_at == r.created_at
+            && self.expires_at == r.expires_at
+            && self.refresh_at == r.refresh_at
+            && id.exp == r.expires_at
+            && id.iat == r.auth_time
+            && id.issuer == r.issuer
+            && id.sub == r.subject
+            && id.user == r.username
+            && id.email == r.email
+            && id.name == r.name
+            && id.groups == r.groups
+            && id.acr == r.acr
+            && id.amr == r.amr
+            && id.sid == r.sid
+    }
+
     /// Alive at `now` under an inactivity limit of `inactivity` seconds.
     pub fn alive(&self, now: i64, inactivity: i64) -> bool {
         now < self.expires_at && now - self.last_seen.load(Ordering::Relaxed) < inactivity
@@ -192,26 +212,59 @@ impl SessionTable {
     /// across the store read.
     pub fn load(&self, records: &[SessionRecord]) {
         let mut next = HashMap::with_capacity(records.len());
-        {
-            let map = self.map.read().unwrap_or_else(|e| e.into_inner());
-            for r in records {
-                let Some(key) = key_of_id(&r.id) else {
-                    continue;
-                };
-                let s = LiveSession::from_record(r);
-                if let Some(old) = map.get(&key) {
+        self.load_page(&mut next, records);
+        self.swap(next);
+    }
+
+    /// Adds one page of the store's live sessions to `next` (a table being
+    /// rebuilt; [`Self::swap`] puts it in place). A session this table holds
+    /// unchanged is kept as it is (its last-seen time moved forward to the
+    /// store's), so a reload allocates only for what changed.
+    pub fn load_page(
+        &self,
+        next: &mut HashMap<[u8; 32], Arc<LiveSession>>,
+        records: &[SessionRecord],
+    ) {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        for r in records {
+            let Some(key) = key_of_id(&r.id) else {
+                continue;
+            };
+            let s = match map.get(&key) {
+                Some(old) if old.same_as(r) => {
+                    old.last_seen.fetch_max(r.last_seen, Ordering::Relaxed);
+                    old.flushed_seen.fetch_max(r.last_seen, Ordering::Relaxed);
+                    old.clone()
+                }
+                Some(old) => {
+                    let s = LiveSession::from_record(r);
                     let seen = old.last_seen.load(Ordering::Relaxed);
                     s.last_seen.fetch_max(seen, Ordering::Relaxed);
                     s.flushed_seen.store(
                         old.flushed_seen.load(Ordering::Relaxed).max(r.last_seen),
                         Ordering::Relaxed,
                     );
+                    Arc::new(s)
                 }
-                next.insert(key, Arc::new(s));
-            }
+                None => Arc::new(LiveSession::from_record(r)),
+            };
+            next.insert(key, s);
         }
+    }
+
+    /// Puts a rebuilt table in place.
+    pub fn swap(&self, next: HashMap<[u8; 32], Arc<LiveSession>>) {
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         *map = next;
+    }
+
+    /// Sessions held.
+    pub fn len(&self) -> usize {
+        self.map.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Every session whose last-seen time moved since the last flush.

@@ -17,7 +17,7 @@ use crate::audit::NewEntry;
 use crate::clock::SharedClock;
 use crate::config::Secret;
 use crate::decision::Identity;
-use crate::identity::claims::identity_from_claims;
+use crate::identity::claims::principal_from_claims;
 use crate::identity::oidc::{
     check_id_token, check_logout_token, token_request, Endpoints, LoginError, TokenSet,
     REFRESH_MARGIN_SECS,
@@ -426,27 +426,17 @@ impl Login {
         access_token: Option<&str>,
         expires_at: i64,
     ) -> Result<Identity, LoginError> {
-        let base = identity_from_claims(
-            &issuer.issuer,
-            id_claims,
-            issuer.roles_claims(),
-            expires_at,
-            None,
-        )
-        .map_err(|e| LoginError::IdToken(e.as_str()))?;
+        let base = principal_from_claims(&issuer.issuer, id_claims, issuer.roles_claims())
+            .map_err(|e| LoginError::IdToken(e.as_str()))?;
         let mut groups = base.groups.clone();
         if let Some(at) = access_token {
             if let Ok((h, claims)) = self.validator.verify_signed(at, TokenKind::Access).await {
                 let same_subject =
                     claims.get("sub").and_then(Value::as_str) == Some(base.sub.as_str());
                 if h.issuer == issuer.issuer && same_subject {
-                    if let Ok(a) = identity_from_claims(
-                        &issuer.issuer,
-                        &claims,
-                        issuer.roles_claims(),
-                        expires_at,
-                        None,
-                    ) {
+                    if let Ok(a) =
+                        principal_from_claims(&issuer.issuer, &claims, issuer.roles_claims())
+                    {
                         groups.extend(a.groups);
                     }
                 }
@@ -592,7 +582,7 @@ impl Login {
             let groups = if access.is_none() {
                 rec.groups.clone()
             } else {
-                ident.groups
+                ident.groups.clone()
             };
             (
                 Identity::new(

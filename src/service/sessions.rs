@@ -4,6 +4,7 @@
 //! before the caller answers. Also keeps the in-memory table and the
 //! revocation snapshot in step with the store (other processes' changes).
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -222,9 +223,7 @@ impl Sessions {
     /// terminations) and swaps the table, under the sessions' write gate.
     pub async fn reload(&self) -> Result<(), StoreError> {
         let _gate = self.table.write_gate.lock().await;
-        let records = self.store.live_sessions(self.clock.now(), None).await?;
-        self.table.load(&records);
-        Ok(())
+        load_table(&self.store, &self.table, self.clock.now()).await
     }
 
     /// Re-reads one session (another process created, changed or ended it)
@@ -252,6 +251,28 @@ impl Sessions {
         self.table.mark_flushed(&pending);
         Ok(())
     }
+}
+
+/// Sessions read from the store at a time when the table is rebuilt: few
+/// enough that a reload never holds every record at once (the table keeps
+/// only what the decision path needs) nor stops the runtime for long.
+const LOAD_PAGE: i64 = 500;
+
+/// Rebuilds `table` from the store's live sessions at `now`, a page at a time
+/// (at start, and in each reload round). The caller holds the write gate.
+pub async fn load_table(store: &Store, table: &SessionTable, now: i64) -> Result<(), StoreError> {
+    let mut next = HashMap::with_capacity(table.len());
+    let mut after = String::new();
+    loop {
+        let page = store.live_sessions_page(now, &after, LOAD_PAGE).await?;
+        table.load_page(&mut next, &page);
+        match page.last() {
+            Some(last) if page.len() as i64 == LOAD_PAGE => after.clone_from(&last.id),
+            _ => break,
+        }
+    }
+    table.swap(next);
+    Ok(())
 }
 
 /// A user name as a filter: not empty, at most 256 characters, no control characters.

@@ -56,6 +56,13 @@ const SESSION_COLUMNS: &str =
      client_addr, user_agent, created_at, last_seen, expires_at, terminated_at, terminated_by, \
      id_token, refresh_token, refresh_at";
 
+/// The columns the decision path's table needs: the sealed tokens and the
+/// client's description stay in the store (read as NULL).
+const LIVE_COLUMNS: &str =
+    "id, issuer, subject, username, groups, email, name, acr, amr, auth_time, sid, \
+     NULL AS client_addr, NULL AS user_agent, created_at, last_seen, expires_at, terminated_at, \
+     NULL AS terminated_by, NULL AS id_token, NULL AS refresh_token, refresh_at";
+
 fn json_list(s: &str) -> Result<Vec<String>, StoreError> {
     serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("list column: {e}")))
 }
@@ -201,6 +208,30 @@ impl Store {
             query = query.bind(u.to_string());
         }
         query
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(session_from_row)
+            .collect()
+    }
+
+    /// One page of live sessions for the decision path's table: those with an
+    /// id after `after`, in id order, at most `limit`; without the sealed
+    /// tokens and the client's description (`None` here).
+    pub async fn live_sessions_page(
+        &self,
+        now: i64,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let q = format!(
+            "SELECT {LIVE_COLUMNS} FROM sessions WHERE terminated_at IS NULL AND expires_at > $1 \
+             AND id > $2 ORDER BY id LIMIT $3"
+        );
+        sqlx::query(&q)
+            .bind(now)
+            .bind(after.to_string())
+            .bind(limit)
             .fetch_all(&self.pool)
             .await?
             .iter()

@@ -153,6 +153,77 @@ async fn scenario(url: &str, backend: Backend) {
     );
 }
 
+/// The decision path's session table rebuilt from the store a page at a time:
+/// every live session across page boundaries and nothing else; a reload keeps
+/// the entry of a session that did not change (no new allocation), takes the
+/// store's newer last-seen time, replaces a changed one and drops an ended one.
+async fn table_scenario(url: &str) {
+    use gatehouse::identity::session::SessionTable;
+    use gatehouse::service::sessions::load_table;
+    use gatehouse::store::SessionUpdate;
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+
+    let store = Store::connect(url).await.unwrap();
+    store.migrate().await.unwrap();
+    let now = 1_800_000_000;
+    let id = |i: usize| format!("{i:064x}");
+    for i in 0..1_001 {
+        let mut s = session(&id(i), &format!("user{i}"), now - 10, now + 3600);
+        s.id_token = Some("sealed-id-token".into());
+        store.insert_session(&s).await.unwrap();
+    }
+    store
+        .insert_session(&session(&id(5_000), "old", now - 7200, now - 1))
+        .await
+        .unwrap();
+    let table = SessionTable::default();
+    load_table(&store, &table, now).await.unwrap();
+    assert_eq!(table.len(), 1_001, "three pages, the expired one left out");
+    let first = table.get_by_id(&id(0)).unwrap();
+    assert_eq!(first.identity.groups, vec!["admin", "ops/admins"]);
+    assert_eq!(first.identity.iat, Some(now - 10));
+    assert!(table.get_by_id(&id(1_000)).is_some());
+
+    let update = SessionUpdate {
+        groups: vec!["viewer".into()],
+        email: None,
+        name: None,
+        acr: None,
+        amr: vec![],
+        auth_time: Some(now),
+        id_token: None,
+        refresh_token: None,
+        refresh_at: Some(now + 300),
+    };
+    assert!(store.update_session(&id(1), &update).await.unwrap());
+    assert!(store.terminate_session(&id(2), now, "admin").await.unwrap());
+    store.touch_session(&id(0), now + 5).await.unwrap();
+    let unchanged = table.get_by_id(&id(3)).unwrap();
+    load_table(&store, &table, now).await.unwrap();
+    assert_eq!(table.len(), 1_000);
+    assert!(table.get_by_id(&id(2)).is_none(), "terminated elsewhere");
+    assert!(Arc::ptr_eq(&unchanged, &table.get_by_id(&id(3)).unwrap()));
+    let touched = table.get_by_id(&id(0)).unwrap();
+    assert!(Arc::ptr_eq(&first, &touched));
+    assert_eq!(touched.last_seen.load(Ordering::Relaxed), now + 5);
+    let changed = table.get_by_id(&id(1)).unwrap();
+    assert_eq!(changed.identity.groups, vec!["viewer"]);
+    assert_eq!(changed.refresh_at, Some(now + 300));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_table_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    table_scenario(&format!("sqlite://{}", dir.path().join("t.db").display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_table_on_postgres() {
+    let pg = Postgres::start();
+    table_scenario(&pg.database("gatehouse_table").await).await;
+}
+
 /// 10,000 logins in ten rounds, each round's sessions ended 8 days ago, with
 /// revocations, bans and allowlist entries run out alike: after each round's
 /// purge the tables hold only what is live (they stop growing); what is live
