@@ -28,6 +28,11 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
     fn wall(&self) -> i64 {
         self.now()
     }
+    /// Both readings at once ([`Clock::now`], [`Clock::wall`]): one look at
+    /// the time for the decision path.
+    fn now_and_wall(&self) -> (i64, i64) {
+        (self.now(), self.wall())
+    }
     /// System clock steps seen so far (for the metrics).
     fn steps(&self) -> u64 {
         0
@@ -264,6 +269,13 @@ impl<S: TimeSource> Clock for SteadyClock<S> {
         let (own, forward) = self.own_ms();
         never_back(&self.wall_high, (own + forward).div_euclid(1000))
     }
+    fn now_and_wall(&self) -> (i64, i64) {
+        let (own, forward) = self.own_ms();
+        (
+            never_back(&self.own_high, own.div_euclid(1000)),
+            never_back(&self.wall_high, (own + forward).div_euclid(1000)),
+        )
+    }
     fn steps(&self) -> u64 {
         self.steps.load(Ordering::Relaxed)
     }
@@ -424,11 +436,13 @@ mod tests {
         assert_eq!((c.now(), c.wall(), c.steps()), (1_000_121, 1_007_321, 1));
         m.advance(59);
         assert_eq!((c.now(), c.wall()), (1_000_180, 1_007_380));
+        assert_eq!(c.now_and_wall(), (1_000_180, 1_007_380));
         // Back three hours: neither goes back; both go on with time.
         m.step(-10_800);
         m.advance(1);
         assert_eq!((c.now(), c.wall(), c.steps()), (1_000_181, 1_007_381, 2));
         m.advance(29);
+        assert_eq!(c.now_and_wall(), (1_000_210, 1_007_410));
         assert_eq!((c.now(), c.wall()), (1_000_210, 1_007_410));
         // A small step back (within STEP_MS) does not take either back.
         m.step(-1);

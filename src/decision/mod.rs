@@ -365,7 +365,7 @@ impl Policy {
 }
 
 /// Decides one request. Fails closed: every path that is not an explicit allow denies.
-pub fn decide(policy: &Policy, subject: &Subject, target: &Target) -> Decision {
+pub fn decide(policy: &Policy, subject: &Subject, target: &Target<'_>) -> Decision {
     if policy.allowlist_enforced && !policy.allowlist.contains(target.client, target.at) {
         return Decision::Forbidden {
             rule: None,
@@ -462,14 +462,14 @@ mod tests {
         cfg.access.policy().unwrap()
     }
 
-    fn target(host: &str, path: &str, method: &str, client: &str) -> Target {
+    fn target(host: &str, path: &str, method: &str, client: &str) -> Target<'static> {
         Target {
             scheme: Scheme::Https,
-            host: host.into(),
+            host: host.to_string().into(),
             port: None,
-            path: path.into(),
-            raw_path_and_query: path.into(),
-            method: method.into(),
+            path: path.to_string().into(),
+            raw_path_and_query: path.to_string().into(),
+            method: method.to_string().into(),
             client: client.parse().unwrap(),
             websocket: false,
             at: 1_000,

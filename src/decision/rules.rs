@@ -126,9 +126,9 @@ pub struct Rule {
 
 impl Rule {
     /// Whether the request part (everything but `subjects`) matches.
-    pub fn matches_request(&self, t: &Target) -> bool {
+    pub fn matches_request(&self, t: &Target<'_>) -> bool {
         (self.domains.is_empty() || self.domains.iter().any(|d| d.matches(&t.host)))
-            && (self.methods.is_empty() || self.methods.contains(&t.method))
+            && (self.methods.is_empty() || self.methods.iter().any(|m| *m == *t.method))
             && (self.networks.is_empty() || self.networks.iter().any(|n| n.contains(&t.client)))
             && (self.paths.is_empty() || self.paths.iter().any(|r| r.is_match(&t.path)))
     }

@@ -1,6 +1,7 @@
 //! The request as the proxy saw it: strict parsing and canonicalisation of host,
 //! path, method and client address. Pure: no I/O, no HTTP types.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -76,17 +77,17 @@ impl Scheme {
 
 /// What a request is for, canonicalised; rules match against this only.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub struct Target<'a> {
     pub scheme: Scheme,
     /// Lower case, no trailing dot, no port.
-    pub host: String,
+    pub host: Cow<'a, str>,
     /// Present only when it is not the scheme's default.
     pub port: Option<u16>,
     /// Decoded, dot-segments resolved, empty segments and `;params` removed.
-    pub path: String,
+    pub path: Cow<'a, str>,
     /// The path and query exactly as the client sent them (for the login `rd`).
-    pub raw_path_and_query: String,
-    pub method: String,
+    pub raw_path_and_query: Cow<'a, str>,
+    pub method: Cow<'a, str>,
     pub client: IpAddr,
     /// The client asked for a WebSocket upgrade.
     pub websocket: bool,
@@ -94,7 +95,7 @@ pub struct Target {
     pub at: i64,
 }
 
-impl Target {
+impl Target<'_> {
     /// The original URL, rebuilt from canonical host and raw path, for `rd`.
     pub fn original_url(&self) -> String {
         let mut s = String::with_capacity(16 + self.host.len() + self.raw_path_and_query.len());
@@ -111,20 +112,35 @@ impl Target {
 }
 
 /// Validates and canonicalises an HTTP method token.
-pub fn canonical_method(m: &str) -> Result<String, TargetError> {
+pub fn canonical_method(m: &str) -> Result<Cow<'_, str>, TargetError> {
     if m.is_empty() || m.len() > 16 || !m.bytes().all(|b| b.is_ascii_alphabetic()) {
         return Err(TargetError::BadMethod);
     }
-    Ok(m.to_ascii_uppercase())
+    Ok(if m.bytes().all(|b| b.is_ascii_uppercase()) {
+        Cow::Borrowed(m)
+    } else {
+        Cow::Owned(m.to_ascii_uppercase())
+    })
 }
 
 /// Canonical host name (lower case, no trailing dot) and non-default port.
-pub fn canonical_host(raw: &str, scheme: Scheme) -> Result<(String, Option<u16>), TargetError> {
+pub fn canonical_host(
+    raw: &str,
+    scheme: Scheme,
+) -> Result<(Cow<'_, str>, Option<u16>), TargetError> {
     if raw.is_empty() || raw.len() > MAX_HOST_LEN + 7 {
         return Err(TargetError::BadHost);
     }
-    // Byte loops rather than `str` searches: this runs on every decision.
-    if raw.bytes().any(|b| b == b'@') {
+    // One byte loop rather than `str` searches: this runs on every decision.
+    let mut user_info = false;
+    let mut last_colon = None;
+    for (i, &b) in raw.as_bytes().iter().enumerate() {
+        user_info |= b == b'@';
+        if b == b':' {
+            last_colon = Some(i);
+        }
+    }
+    if user_info {
         return Err(TargetError::UserInfo);
     }
     let (name, port) = if let Some(rest) = raw.strip_prefix('[') {
@@ -139,45 +155,58 @@ pub fn canonical_host(raw: &str, scheme: Scheme) -> Result<(String, Option<u16>)
                 p.strip_prefix(':').ok_or(TargetError::BadHost)?,
             )?),
         };
-        (format!("[{addr}]"), port)
+        (Cow::Owned(format!("[{addr}]")), port)
     } else {
-        let (name, port) = match raw.bytes().rposition(|b| b == b':') {
+        let (name, port) = match last_colon {
             Some(i) => (&raw[..i], Some(parse_port(&raw[i + 1..])?)),
             None => (raw, None),
         };
         let name = name.strip_suffix('.').unwrap_or(name);
-        if name.is_empty() || name.len() > MAX_HOST_LEN || !valid_labels(name.as_bytes()) {
+        if name.is_empty() || name.len() > MAX_HOST_LEN {
             return Err(TargetError::BadHost);
         }
-        (name.to_ascii_lowercase(), port)
+        let name = match labels(name.as_bytes()) {
+            Some(Case::Lower) => Cow::Borrowed(name),
+            Some(Case::Mixed) => Cow::Owned(name.to_ascii_lowercase()),
+            None => return Err(TargetError::BadHost),
+        };
+        (name, port)
     };
     let port = port.filter(|p| *p != scheme.default_port());
     Ok((name, port))
 }
 
+/// Whether a host name needs lower-casing.
+enum Case {
+    Lower,
+    Mixed,
+}
+
 /// Dot-separated labels of 1 to 63 letters, digits, `-` and `_`, neither
-/// starting nor ending with `-`.
-fn valid_labels(name: &[u8]) -> bool {
+/// starting nor ending with `-`; `None` when the name is not that.
+fn labels(name: &[u8]) -> Option<Case> {
     let mut len = 0usize;
     let mut prev = b'.';
+    let mut upper = false;
     for &b in name {
         if b == b'.' {
             if len == 0 || prev == b'-' {
-                return false;
+                return None;
             }
             len = 0;
         } else {
+            upper |= b.is_ascii_uppercase();
             if !(b.is_ascii_alphanumeric() || b == b'-' || b == b'_') || (len == 0 && b == b'-') {
-                return false;
+                return None;
             }
             len += 1;
             if len > 63 {
-                return false;
+                return None;
             }
         }
         prev = b;
     }
-    len > 0 && prev != b'-'
+    (len > 0 && prev != b'-').then_some(if upper { Case::Mixed } else { Case::Lower })
 }
 
 fn parse_port(p: &str) -> Result<u16, TargetError> {
@@ -214,16 +243,22 @@ pub fn split_origin_form(uri: &str) -> Result<(&str, Option<&str>), TargetError>
     if uri.bytes().any(|b| b == b'#' || b <= 0x20 || b >= 0x7f) {
         return Err(TargetError::BadPath);
     }
-    Ok(match uri.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
+    Ok(split_query(uri))
+}
+
+/// A path and its query, split at the first `?` (a byte search: `str`'s
+/// pattern machinery costs more than the search on every decision).
+pub fn split_query(uri: &str) -> (&str, Option<&str>) {
+    match uri.bytes().position(|b| b == b'?') {
+        Some(i) => (&uri[..i], Some(&uri[i + 1..])),
         None => (uri, None),
-    })
+    }
 }
 
 /// Canonical path for matching: a leading `//` refused, percent-decoded (but never `/`, `\`, `#`, NUL or
 /// control characters), `;params` dropped from each segment, empty and `.`
 /// segments removed, `..` resolved (clamped at the root), trailing slash kept.
-pub fn canonical_path(raw: &str) -> Result<String, TargetError> {
+pub fn canonical_path(raw: &str) -> Result<Cow<'_, str>, TargetError> {
     if raw.is_empty() || !raw.starts_with('/') || raw.len() > MAX_PATH_LEN {
         return Err(TargetError::BadPath);
     }
@@ -232,9 +267,9 @@ pub fn canonical_path(raw: &str) -> Result<String, TargetError> {
         return Err(TargetError::BadPath);
     }
     if is_already_canonical(raw.as_bytes()) {
-        return Ok(raw.to_string());
+        return Ok(Cow::Borrowed(raw));
     }
-    canonical_path_general(raw)
+    canonical_path_general(raw).map(Cow::Owned)
 }
 
 /// The full canonicalisation behind [`canonical_path`] (same preconditions checked).
@@ -416,7 +451,7 @@ mod tests {
             ("/a%7Eb", "/a~b"),
         ];
         for (raw, want) in ok {
-            assert_eq!(canonical_path(raw), Ok(want.to_string()), "{raw}");
+            assert_eq!(canonical_path(raw).as_deref(), Ok(want), "{raw}");
         }
         let bad = [
             "",
@@ -497,7 +532,7 @@ mod tests {
             ),
         ];
         for (raw, s, (h, p)) in ok {
-            assert_eq!(canonical_host(raw, s), Ok((h.to_string(), p)), "{raw}");
+            assert_eq!(canonical_host(raw, s), Ok((h.into(), p)), "{raw}");
         }
         for bad in [
             "",
@@ -640,7 +675,11 @@ mod tests {
                             n += 1;
                             assert_eq!(canonical_path_general(&raw), Ok(raw.clone()), "{raw}");
                         }
-                        assert_eq!(canonical_path(&raw), canonical_path_general(&raw), "{raw}");
+                        assert_eq!(
+                            canonical_path(&raw).map(Cow::into_owned),
+                            canonical_path_general(&raw),
+                            "{raw}"
+                        );
                     }
                 }
             }

@@ -2,6 +2,7 @@
 //! request into a `Target`; `decide()` gives the verdict; the answer takes the
 //! shape that flavour's proxy understands. Nothing here waits on a database.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
@@ -110,6 +111,26 @@ impl<'a> One<'a> {
     }
 }
 
+/// One header's values as bytes: the first, and how many there were.
+#[derive(Debug, Clone, Copy, Default)]
+struct Raw<'a> {
+    first: Option<&'a [u8]>,
+    count: u8,
+}
+
+impl<'a> Raw<'a> {
+    fn add(&mut self, v: &'a [u8]) {
+        if self.first.is_none() {
+            self.first = Some(v);
+        }
+        self.count = self.count.saturating_add(1);
+    }
+
+    fn present(&self) -> bool {
+        self.count > 0
+    }
+}
+
 /// Several values of one header name, in order (at most [`MANY`]).
 #[derive(Debug, Clone, Copy, Default)]
 struct Many<'a> {
@@ -151,7 +172,9 @@ pub struct Seen<'a> {
     x_forwarded_uri: One<'a>,
     x_forwarded_method: One<'a>,
     x_forwarded_for: Many<'a>,
-    authorization: One<'a>,
+    /// Kept as bytes: a token seen before is found by its bytes alone
+    /// ([`Seen::cached_bearer`]); only one that is not is read as text.
+    authorization: Raw<'a>,
     cookie: Many<'a>,
     accept: One<'a>,
     x_requested_with: One<'a>,
@@ -184,7 +207,10 @@ impl<'a> Seen<'a> {
                 return;
             }
             9 if is("x-real-ip") => &mut self.x_real_ip,
-            13 if is("authorization") => &mut self.authorization,
+            13 if is("authorization") => {
+                self.authorization.add(value);
+                return;
+            }
             14 if is("x-original-url") => &mut self.x_original_url,
             14 if is("sec-fetch-mode") => &mut self.sec_fetch_mode,
             15 if is("x-forwarded-for") => {
@@ -222,35 +248,63 @@ impl<'a> Seen<'a> {
         match (self.authorization.first, self.authorization.count) {
             (None, _) => None,
             (Some(_), 2..) => Some(Err(())),
-            (Some(Err(())), _) => Some(Err(())),
-            (Some(Ok(s)), _) => bearer_text(s),
+            (Some(v), _) => match header_text(v) {
+                Some(s) => bearer_text(s),
+                None => Some(Err(())),
+            },
         }
+    }
+
+    /// The bearer token's bytes, found as [`Seen::bearer`] finds it but
+    /// without reading the value as text first: for a cache lookup only. A
+    /// token found in the cache was verified whole (base64url and dots), so
+    /// [`Seen::bearer`] would have found the same token; any other value takes
+    /// the full path.
+    fn cached_bearer(&self) -> Option<&'a [u8]> {
+        let v = match (self.authorization.first, self.authorization.count) {
+            (Some(v), 1) => v,
+            _ => return None,
+        };
+        let space = v.iter().position(|&b| b == b' ')?;
+        if !v[..space].eq_ignore_ascii_case(b"bearer") {
+            return None;
+        }
+        // Trimmed as `bearer_text` trims: spaces and tabs only.
+        let rest = &v[space + 1..];
+        let blank = |b: &u8| *b == b' ' || *b == b'\t';
+        let start = rest.iter().position(|b| !blank(b))?;
+        let end = rest.iter().rposition(|b| !blank(b))? + 1;
+        Some(&rest[start..end])
     }
 }
 
 /// A header value as text, by the rule of `HeaderValue::to_str`: visible ASCII
 /// and tabs only.
 pub fn header_text(v: &[u8]) -> Option<&str> {
-    // No early exit, so the check runs a vector's width at a time (tokens are long).
-    let visible = v
-        .iter()
-        .fold(true, |ok, &b| ok & ((b == b'\t') | (32..127).contains(&b)));
-    if visible {
+    if visible_ascii(v) {
         std::str::from_utf8(v).ok()
     } else {
         None
     }
 }
 
+/// Every byte is visible ASCII (0x20..=0x7E) or a tab. No early exit, so the
+/// check runs a vector's width at a time (measured: faster than eight bytes
+/// at a time in a word, or 32-byte blocks with an exit).
+fn visible_ascii(v: &[u8]) -> bool {
+    v.iter()
+        .fold(true, |ok, &b| ok & ((b == b'\t') | (32..127).contains(&b)))
+}
+
 /// Reads the proxy's description of the request. Forwarded headers count only
 /// when the socket peer is a trusted proxy; otherwise there is no target at all.
-pub fn parse_target(
+pub fn parse_target<'a>(
     flavour: Flavour,
     trusted: &[ipnet::IpNet],
     peer: IpAddr,
-    h: &Seen<'_>,
+    h: &Seen<'a>,
     now: i64,
-) -> Result<Target, TargetError> {
+) -> Result<Target<'a>, TargetError> {
     let peer = peer.to_canonical();
     if !crate::decision::target::in_nets(peer, trusted) {
         return Err(TargetError::UntrustedCaller);
@@ -294,7 +348,7 @@ pub fn parse_target(
         host,
         port,
         path: canonical_path(path)?,
-        raw_path_and_query: path_and_query.to_string(),
+        raw_path_and_query: Cow::Borrowed(path_and_query),
         method: canonical_method(method)?,
         client,
         websocket: h.is_websocket(),
@@ -319,19 +373,27 @@ pub fn bearer(h: &HeaderMap) -> Option<Result<&str, ()>> {
 
 /// [`bearer`] for the one `Authorization` value, as text.
 fn bearer_text(s: &str) -> Option<Result<&str, ()>> {
-    match s.split_once(' ') {
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => {
-            let t = rest.trim();
-            Some(if t.is_empty() { Err(()) } else { Ok(t) })
-        }
-        _ => None,
+    // A byte search: the value is a token of a few hundred bytes.
+    let space = s.bytes().position(|b| b == b' ')?;
+    if !s[..space].eq_ignore_ascii_case("bearer") {
+        return None;
     }
+    let t = s[space + 1..].trim_matches(|c: char| c == ' ' || c == '\t');
+    Some(if t.is_empty() { Err(()) } else { Ok(t) })
 }
 
 /// Validates a token and applies revocations, on every request (cached token
 /// or not), so a termination is immediate. The error is a reason code.
 pub async fn authenticate(st: &AppState, token: &str) -> Result<Arc<Identity>, &'static str> {
-    let reason = match st.validator.validate(token).await {
+    checked(st, st.validator.validate(token).await)
+}
+
+/// [`authenticate`] after validation: revocations, and the failure counted.
+fn checked(
+    st: &AppState,
+    validated: Result<Arc<Identity>, crate::identity::TokenError>,
+) -> Result<Arc<Identity>, &'static str> {
+    let reason = match validated {
         Ok(id) if !st.revocations.load().is_revoked(&id) => return Ok(id),
         Ok(id) => {
             // A verified user insisting with revoked tokens counts against the user.
@@ -373,8 +435,21 @@ pub fn session_subject(st: &Inner, value: &str, now: i64) -> Result<Arc<Identity
 async fn identify(
     st: &AppState,
     h: &Seen<'_>,
-    target: &Target,
+    target: &Target<'_>,
+    wall: i64,
 ) -> (Subject, Source, Option<&'static str>) {
+    if let Some(t) = h.cached_bearer() {
+        if let Some(id) = st.validator.cached(t, wall) {
+            return match checked(st, Ok(id)) {
+                Ok(id) => (Subject::User(id), Source::Bearer, None),
+                Err(reason) => (
+                    Subject::Refused(CredentialError::Invalid(reason)),
+                    Source::Bearer,
+                    Some(reason),
+                ),
+            };
+        }
+    }
     let query_token;
     let (token, source) = match h.bearer() {
         Some(t) => (Some(t), Source::Bearer),
@@ -434,7 +509,7 @@ fn ws_query_token(path_and_query: &str) -> Option<Result<String, ()>> {
 }
 
 /// A browser navigation gets a redirect to the login page; API clients get 401.
-fn is_browser_navigation(h: &Seen<'_>, target: &Target) -> bool {
+fn is_browser_navigation(h: &Seen<'_>, target: &Target<'_>) -> bool {
     if target.websocket || h.authorization.present() {
         return false;
     }
@@ -452,7 +527,7 @@ fn is_browser_navigation(h: &Seen<'_>, target: &Target) -> bool {
     }
 }
 
-fn login_url(st: &AppState, target: &Target, step_up: bool) -> String {
+fn login_url(st: &AppState, target: &Target<'_>, step_up: bool) -> String {
     let rd: String =
         url::form_urlencoded::byte_serialize(target.original_url().as_bytes()).collect();
     let extra = if step_up { "&step_up=1" } else { "" };
@@ -609,9 +684,9 @@ fn decimal(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
 
 /// A redirect to the login page in the shape each flavour's proxy passes on:
 /// 302/303 for Caddy and Traefik, 401 with `Location` for nginx's `error_page`.
-fn login_redirect(flavour: Flavour, target: &Target, login: &str, invalid: bool) -> Verdict {
+fn login_redirect(flavour: Flavour, target: &Target<'_>, login: &str, invalid: bool) -> Verdict {
     let mut v = match flavour {
-        Flavour::Forward => Verdict::plain(match target.method.as_str() {
+        Flavour::Forward => Verdict::plain(match &*target.method {
             "GET" | "HEAD" => StatusCode::FOUND,
             _ => StatusCode::SEE_OTHER,
         }),
@@ -629,7 +704,7 @@ fn login_redirect(flavour: Flavour, target: &Target, login: &str, invalid: bool)
 /// The decision for one request, as the proxy of `flavour` expects it.
 pub async fn answer(st: &AppState, flavour: Flavour, peer: IpAddr, h: &Seen<'_>) -> Verdict {
     let started = Instant::now();
-    let now = st.clock.now();
+    let (now, wall) = st.clock.now_and_wall();
     let mut who: Option<Arc<Identity>> = None;
     let (decision, target, source, detail) =
         match parse_target(flavour, &st.trusted_proxies, peer, h, now) {
@@ -637,7 +712,7 @@ pub async fn answer(st: &AppState, flavour: Flavour, peer: IpAddr, h: &Seen<'_>)
                 (banned(), Some(target), Source::None, Some("address_banned"))
             }
             Ok(target) => {
-                let (subject, source, detail) = identify(st, h, &target).await;
+                let (subject, source, detail) = identify(st, h, &target, wall).await;
                 if let Subject::User(id) = &subject {
                     who = Some(id.clone());
                 }
@@ -684,7 +759,7 @@ pub async fn answer(st: &AppState, flavour: Flavour, peer: IpAddr, h: &Seen<'_>)
     st.usage.record(
         now,
         who.as_ref().map(|id| id.user.as_str()),
-        target.as_ref().map_or("", |t| t.host.as_str()),
+        target.as_ref().map_or("", |t| &*t.host),
         decision.rule(),
         decision.result(),
         decision.reason().as_str(),
@@ -701,10 +776,16 @@ pub async fn answer(st: &AppState, flavour: Flavour, peer: IpAddr, h: &Seen<'_>)
             user: who.as_ref().map(|id| id.user.clone()),
             method: target
                 .as_ref()
-                .map(|t| t.method.clone())
+                .map(|t| t.method.to_string())
                 .unwrap_or_default(),
-            host: target.as_ref().map(|t| t.host.clone()).unwrap_or_default(),
-            path: target.as_ref().map(|t| t.path.clone()).unwrap_or_default(),
+            host: target
+                .as_ref()
+                .map(|t| t.host.to_string())
+                .unwrap_or_default(),
+            path: target
+                .as_ref()
+                .map(|t| t.path.to_string())
+                .unwrap_or_default(),
             client: target.as_ref().map_or(peer, |t| t.client),
             skipped,
         });
@@ -722,7 +803,7 @@ fn banned() -> Decision {
 fn log_denial(
     flavour: Flavour,
     d: &Decision,
-    t: Option<&Target>,
+    t: Option<&Target<'_>>,
     peer: IpAddr,
     detail: Option<&str>,
 ) {
@@ -733,9 +814,9 @@ fn log_denial(
         reason = d.reason().as_str(),
         detail = detail.unwrap_or(""),
         rule = d.rule().map(|r| r as i64).unwrap_or(-1),
-        method = t.map(|t| t.method.as_str()).unwrap_or(""),
-        host = t.map(|t| t.host.as_str()).unwrap_or(""),
-        path = t.map(|t| t.path.as_str()).unwrap_or(""),
+        method = t.map(|t| &*t.method).unwrap_or(""),
+        host = t.map(|t| &*t.host).unwrap_or(""),
+        path = t.map(|t| &*t.path).unwrap_or(""),
         client = %t.map(|t| t.client).unwrap_or(peer),
         "denied"
     );
@@ -745,7 +826,7 @@ fn respond(
     st: &AppState,
     flavour: Flavour,
     d: &Decision,
-    target: Option<&Target>,
+    target: Option<&Target<'_>>,
     source: Source,
     h: &Seen<'_>,
 ) -> Verdict {
@@ -801,6 +882,73 @@ fn respond(
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_cache_lookup_finds_only_what_the_full_reading_finds() {
+        // Every value over a small alphabet, up to 9 bytes after a few prefixes:
+        // whenever the byte-level lookup yields something a cache could hold
+        // (base64url and dots), the text-level reading yields the same token.
+        let alphabet: &[u8] = b" \tx.-\x0c\x80\x7f";
+        let cacheable = |t: &[u8]| {
+            !t.is_empty()
+                && t.iter()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(b))
+        };
+        let mut checked = 0;
+        for prefix in [
+            &b"Bearer"[..],
+            b"bearer",
+            b"BEARER",
+            b"Bearer ",
+            b"Basic",
+            b"",
+        ] {
+            for len in 0..=5u32 {
+                for n in 0..alphabet.len().pow(len) {
+                    let mut v = prefix.to_vec();
+                    let mut k = n;
+                    for _ in 0..len {
+                        v.push(alphabet[k % alphabet.len()]);
+                        k /= alphabet.len();
+                    }
+                    for twice in [false, true] {
+                        let mut h = Seen::default();
+                        h.add(b"authorization", &v);
+                        if twice {
+                            h.add(b"Authorization", &v);
+                        }
+                        if let Some(t) = h.cached_bearer().filter(|t| cacheable(t)) {
+                            assert!(!twice);
+                            assert_eq!(
+                                h.bearer(),
+                                Some(Ok(std::str::from_utf8(t).unwrap())),
+                                "{v:?}"
+                            );
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 100, "{checked}");
+    }
+
+    #[test]
+    fn visible_ascii_is_exactly_the_byte_rule() {
+        let naive = |v: &[u8]| v.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b));
+        for len in 0..24 {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut v = vec![b'a'; len];
+                    v[at] = b;
+                    assert_eq!(visible_ascii(&v), naive(&v), "{v:?}");
+                    // Two odd bytes in one word.
+                    v[(at + 3) % len] = 0x7f;
+                    assert_eq!(visible_ascii(&v), naive(&v), "{v:?}");
+                }
+            }
+        }
+    }
+
     fn hm(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
@@ -852,10 +1000,7 @@ mod tests {
             ("x-real-ip", "198.51.100.3"),
         ]);
         let t = parse_target(Flavour::Nginx, &trusted(), LO, &Seen::from_map(&h), 0).unwrap();
-        assert_eq!(
-            (t.host.as_str(), t.path.as_str()),
-            ("app.example.com", "/x")
-        );
+        assert_eq!((&*t.host, &*t.path), ("app.example.com", "/x"));
         assert_eq!(t.client, "198.51.100.3".parse::<IpAddr>().unwrap());
     }
 

@@ -9,7 +9,9 @@
 //! answers as it always would (the decision endpoints there give the same
 //! [`Verdict`](crate::http::authz::Verdict); `tests/wire.rs` compares the two).
 
+use std::future::Future;
 use std::io;
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -48,6 +50,13 @@ enum Step {
     HandOff,
 }
 
+/// What woke a connection waiting for bytes.
+enum Wake {
+    Stop,
+    Read(io::Result<usize>),
+    Tick,
+}
+
 /// Serves one accepted connection until it closes, `stop` fires while it is
 /// idle, or it is handed to hyper (which then takes `stop` over).
 pub async fn serve_connection<S>(
@@ -70,16 +79,24 @@ pub async fn serve_connection<S>(
     let mut answered_at_last_tick: u64 = 0;
     let timer = tokio::time::sleep(HEADER_READ_TIMEOUT);
     tokio::pin!(timer);
+    // Read without borrowing `stop` (whose `changed()` future below does).
+    let stop_seen = stop.clone();
     let stopped = stop.changed();
     tokio::pin!(stopped);
     let mut stopping = false;
+    // The stop signal and the timer are polled once (which registers this
+    // task to be woken by them) and afterwards only looked at: a poll of each
+    // on every request cost more than the decision's own bookkeeping.
+    let mut stop_registered = false;
+    let mut timer_registered = false;
     loop {
         let step = if buf.is_empty() {
             Step::NeedMore
         } else {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut req = httparse::Request::new(&mut headers);
-            match req.parse(&buf) {
+            // Left uninitialised: httparse writes only the lines it finds.
+            let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+            let mut req = httparse::Request::new(&mut []);
+            match req.parse_with_uninit_headers(&buf, &mut headers) {
                 Ok(httparse::Status::Complete(len)) => match fast_request(&req) {
                     Some((flavour, close)) => {
                         let seen = seen_of(&req);
@@ -113,21 +130,43 @@ pub async fn serve_connection<S>(
                 if buf.capacity() - buf.len() < READ_CHUNK / 4 {
                     buf.reserve(READ_CHUNK);
                 }
-                tokio::select! {
-                    biased;
-                    _ = &mut stopped, if !stopping => {
+                let wake = std::future::poll_fn(|cx| {
+                    if !stopping {
+                        if !stop_registered {
+                            if stopped.as_mut().poll(cx).is_ready() {
+                                return Poll::Ready(Wake::Stop);
+                            }
+                            stop_registered = true;
+                        } else if stop_seen.has_changed().unwrap_or(true) {
+                            return Poll::Ready(Wake::Stop);
+                        }
+                    }
+                    if let Poll::Ready(r) = std::pin::pin!(stream.read_buf(&mut buf)).poll(cx) {
+                        return Poll::Ready(Wake::Read(r));
+                    }
+                    if !timer_registered {
+                        if timer.as_mut().poll(cx).is_ready() {
+                            return Poll::Ready(Wake::Tick);
+                        }
+                        timer_registered = true;
+                    } else if timer.is_elapsed() {
+                        return Poll::Ready(Wake::Tick);
+                    }
+                    Poll::Pending
+                })
+                .await;
+                match wake {
+                    Wake::Stop => {
                         stopping = true;
                         if buf.is_empty() {
                             return;
                         }
                     }
-                    r = stream.read_buf(&mut buf) => match r {
-                        // The client is done; a partial head is hyper's to answer.
-                        Ok(0) if !buf.is_empty() => break,
-                        Ok(0) | Err(_) => return,
-                        Ok(_) => {}
-                    },
-                    _ = &mut timer => {
+                    // The client is done; a partial head is hyper's to answer.
+                    Wake::Read(Ok(0)) if !buf.is_empty() => break,
+                    Wake::Read(Ok(0) | Err(_)) => return,
+                    Wake::Read(Ok(_)) => {}
+                    Wake::Tick => {
                         if answered == answered_at_last_tick {
                             return;
                         }
@@ -135,6 +174,7 @@ pub async fn serve_connection<S>(
                         timer
                             .as_mut()
                             .reset(tokio::time::Instant::now() + HEADER_READ_TIMEOUT);
+                        timer_registered = false;
                     }
                 }
             }
@@ -183,15 +223,15 @@ fn seen_of<'b>(req: &httparse::Request<'_, 'b>) -> Seen<'b> {
 /// What the fast path makes of one request head, without answering (for the
 /// fuzz targets): `None` when the head is incomplete or goes to the general
 /// server, else the target the decision would be about (or why there is none).
-pub fn read_head(
-    buf: &[u8],
+pub fn read_head<'b>(
+    buf: &'b [u8],
     trusted: &[ipnet::IpNet],
     peer: std::net::IpAddr,
     now: i64,
-) -> Option<Result<crate::decision::Target, crate::decision::target::TargetError>> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    match req.parse(buf) {
+) -> Option<Result<crate::decision::Target<'b>, crate::decision::target::TargetError>> {
+    let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    match req.parse_with_uninit_headers(buf, &mut headers) {
         Ok(httparse::Status::Complete(_)) => {
             let (flavour, _close) = fast_request(&req)?;
             Some(crate::http::authz::parse_target(
@@ -219,10 +259,7 @@ fn fast_request(req: &httparse::Request<'_, '_>) -> Option<(Flavour, bool)> {
         _ => return None,
     }
     let target = req.path?;
-    let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (target, None),
-    };
+    let (path, query) = crate::decision::target::split_query(target);
     let flavour = decision_endpoint(path)?;
     if let Some(q) = query {
         // Only what every URI parser reads the same way.

@@ -446,18 +446,30 @@ impl TokenValidator {
         handles
     }
 
+    /// The identity a token proved when it was verified, if it is cached and
+    /// still valid (counted as a hit). Any bytes may be asked about: only
+    /// verified tokens are in the cache.
+    /// `wall` is the wall clock's reading ([`crate::clock::Clock::wall`]).
+    pub fn cached(&self, token: &[u8], wall: i64) -> Option<Arc<Identity>> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return None;
+        }
+        let identity = self.cache.get(&Sha256::digest(token), wall)?;
+        self.metrics
+            .token_cache_hits
+            .fetch_add(1, Ordering::Relaxed);
+        Some(identity)
+    }
+
     /// Validates a bearer token: cache first, then full verification.
     pub async fn validate(&self, token: &str) -> Result<Arc<Identity>, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::TooLarge);
         }
-        let hash = token_hash(token);
-        if let Some(identity) = self.cache.get(&hash, self.clock.wall()) {
-            self.metrics
-                .token_cache_hits
-                .fetch_add(1, Ordering::Relaxed);
+        if let Some(identity) = self.cached(token.as_bytes(), self.clock.wall()) {
             return Ok(identity);
         }
+        let hash = token_hash(token);
         self.metrics
             .token_cache_misses
             .fetch_add(1, Ordering::Relaxed);
