@@ -52,7 +52,18 @@ pub struct Principal {
     /// `Remote-User`, `-Groups`, `-Email`, `-Name` as ready header values, built
     /// once so that an allowed request copies, never re-validates.
     pub header_values: [Option<http::HeaderValue>; 4],
+    /// The same as HTTP/1.1 header lines (`remote-user: ...\r\n` ...), in
+    /// that order: what the fast path copies into an allowed answer.
+    pub header_lines: Box<[u8]>,
 }
+
+/// The names of [`Principal::header_values`], in order.
+pub const IDENTITY_HEADERS: [&str; 4] = [
+    "remote-user",
+    "remote-groups",
+    "remote-email",
+    "remote-name",
+];
 
 impl Identity {
     /// Builds an identity and precomputes its header form.
@@ -140,6 +151,15 @@ impl Principal {
         } else {
             Default::default()
         };
+        let mut header_lines = Vec::new();
+        for (name, v) in IDENTITY_HEADERS.iter().zip(&header_values) {
+            if let Some(v) = v {
+                header_lines.extend_from_slice(name.as_bytes());
+                header_lines.extend_from_slice(b": ");
+                header_lines.extend_from_slice(v.as_bytes());
+                header_lines.extend_from_slice(b"\r\n");
+            }
+        }
         Principal {
             issuer,
             sub,
@@ -153,6 +173,7 @@ impl Principal {
             remote_groups,
             headers_representable,
             header_values,
+            header_lines: header_lines.into_boxed_slice(),
         }
     }
 }
@@ -184,6 +205,7 @@ impl Principal {
                 .flatten()
                 .map(|h| h.len())
                 .sum::<usize>()
+            + self.header_lines.len()
     }
 }
 

@@ -342,7 +342,7 @@ pub fn parse_target<'a>(
         }
     };
     let (path, _query) = split_origin_form(path_and_query)?;
-    let (host, port) = canonical_host(authority, scheme)?;
+    let (host, port) = host_of(authority, scheme)?;
     Ok(Target {
         scheme,
         host,
@@ -354,6 +354,31 @@ pub fn parse_target<'a>(
         websocket: h.is_websocket(),
         at: now,
     })
+}
+
+/// [`canonical_host`], remembering (per thread) the last few host names that
+/// are canonical as they are: a proxy asks about the same few hosts over and
+/// over, and checking a name's labels costs more than comparing it.
+fn host_of(authority: &str, scheme: Scheme) -> Result<(Cow<'_, str>, Option<u16>), TargetError> {
+    const KEPT: usize = 4;
+    thread_local! {
+        static CANONICAL: std::cell::RefCell<([String; KEPT], usize)> = Default::default();
+    }
+    let known =
+        !authority.is_empty() && CANONICAL.with(|c| c.borrow().0.iter().any(|h| h == authority));
+    if known {
+        // No port (it would not equal the name) and nothing to change.
+        return Ok((Cow::Borrowed(authority), None));
+    }
+    let (host, port) = canonical_host(authority, scheme)?;
+    if port.is_none() && matches!(host, Cow::Borrowed(h) if h.len() == authority.len()) {
+        CANONICAL.with(|c| {
+            let (kept, next) = &mut *c.borrow_mut();
+            kept[*next] = authority.to_string();
+            *next = (*next + 1) % KEPT;
+        });
+    }
+    Ok((host, port))
 }
 
 /// The bearer token of `Authorization`: `None` without one (another scheme, such
@@ -628,42 +653,43 @@ impl Verdict {
     /// Appends the whole HTTP/1.1 response to `out`: status line, headers (with
     /// `date`, and `connection: close` when the connection ends after it), body.
     pub fn encode(&self, out: &mut Vec<u8>, date: &[u8], close: bool) {
-        out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(self.status.as_str().as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(
-            self.status
-                .canonical_reason()
-                .unwrap_or("Unknown")
-                .as_bytes(),
-        );
-        out.extend_from_slice(b"\r\n");
-        let mut line = |name: &[u8], value: &[u8]| {
+        match self.status {
+            StatusCode::OK => out.extend_from_slice(b"HTTP/1.1 200 OK\r\n"),
+            status => {
+                out.extend_from_slice(b"HTTP/1.1 ");
+                out.extend_from_slice(status.as_str().as_bytes());
+                out.push(b' ');
+                out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
             out.extend_from_slice(name);
             out.extend_from_slice(b": ");
             out.extend_from_slice(value);
             out.extend_from_slice(b"\r\n");
-        };
+        }
         // The order into_response gives hyper.
         let body = self.body();
         if !body.is_empty() {
-            line(b"content-type", b"application/json");
+            line(out, b"content-type", b"application/json");
         }
-        for (name, v) in self.identity_headers() {
-            line(name.as_str().as_bytes(), v.as_bytes());
+        if let Some(id) = &self.identity {
+            // The lines identity_headers() gives hyper, built with the identity.
+            out.extend_from_slice(&id.header_lines);
         }
         if let Some(c) = self.www_authenticate {
-            line(b"www-authenticate", c.as_bytes());
+            line(out, b"www-authenticate", c.as_bytes());
         }
         if let Some(l) = &self.location {
-            line(b"location", l.as_bytes());
+            line(out, b"location", l.as_bytes());
         }
         if close {
-            line(b"connection", b"close");
+            out.extend_from_slice(b"connection: close\r\n");
         }
         let mut len = [0u8; 20];
-        line(b"content-length", decimal(body.len(), &mut len));
-        line(b"date", date);
+        line(out, b"content-length", decimal(body.len(), &mut len));
+        line(out, b"date", date);
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(&body);
     }
@@ -930,6 +956,30 @@ mod tests {
             }
         }
         assert!(checked > 100, "{checked}");
+    }
+
+    #[test]
+    fn remembered_hosts_answer_as_the_canonicaliser_does() {
+        let hosts = [
+            "app.example.com",
+            "",
+            "APP.example.com",
+            "app.example.com.",
+            "app.example.com:443",
+            "app.example.com:8443",
+            "a@app.example.com",
+            "-app.example.com",
+            "[::1]",
+            "grafana",
+            "app.example.com:0",
+        ];
+        for _ in 0..3 {
+            for h in hosts {
+                for scheme in [Scheme::Http, Scheme::Https] {
+                    assert_eq!(host_of(h, scheme), canonical_host(h, scheme), "{h:?}");
+                }
+            }
+        }
     }
 
     #[test]
