@@ -731,17 +731,16 @@ fn login_redirect(flavour: Flavour, target: &Target<'_>, login: &str, invalid: b
 pub async fn answer(st: &AppState, flavour: Flavour, peer: IpAddr, h: &Seen<'_>) -> Verdict {
     let started = Instant::now();
     let (now, wall) = st.clock.now_and_wall();
-    let mut who: Option<Arc<Identity>> = None;
+    // Kept to the end, so that the user's name is borrowed, not its identity cloned.
+    let mut subject = Subject::Anonymous;
     let (decision, target, source, detail) =
         match parse_target(flavour, &st.trusted_proxies, peer, h, now) {
             Ok(target) if st.regulation.ip_banned(target.client, now) => {
                 (banned(), Some(target), Source::None, Some("address_banned"))
             }
             Ok(target) => {
-                let (subject, source, detail) = identify(st, h, &target, wall).await;
-                if let Subject::User(id) = &subject {
-                    who = Some(id.clone());
-                }
+                let (identified, source, detail) = identify(st, h, &target, wall).await;
+                subject = identified;
                 let decision = match &subject {
                     Subject::User(id) if st.regulation.user_banned(&id.user, now) => banned(),
                     Subject::User(_)
@@ -775,6 +774,10 @@ pub async fn answer(st: &AppState, flavour: Flavour, peer: IpAddr, h: &Seen<'_>)
                 None,
             ),
         };
+    let who = match &subject {
+        Subject::User(id) => Some(id),
+        _ => None,
+    };
     let response = respond(st, flavour, &decision, target.as_ref(), source, h);
     st.metrics.decisions.inc([
         flavour.as_str(),
