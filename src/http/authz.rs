@@ -41,10 +41,14 @@ impl Flavour {
 }
 
 // The identity headers given to the proxy, ready-made.
-static REMOTE_USER: HeaderName = HeaderName::from_static("remote-user");
-static REMOTE_GROUPS: HeaderName = HeaderName::from_static("remote-groups");
-static REMOTE_EMAIL: HeaderName = HeaderName::from_static("remote-email");
-static REMOTE_NAME: HeaderName = HeaderName::from_static("remote-name");
+/// `Remote-User`, `-Groups`, `-Email`, `-Name`: the names the principal's
+/// ready header lines use too.
+static IDENTITY_HEADER_NAMES: [HeaderName; 4] = [
+    HeaderName::from_static(crate::decision::IDENTITY_HEADERS[0]),
+    HeaderName::from_static(crate::decision::IDENTITY_HEADERS[1]),
+    HeaderName::from_static(crate::decision::IDENTITY_HEADERS[2]),
+    HeaderName::from_static(crate::decision::IDENTITY_HEADERS[3]),
+];
 
 // The handlers take the whole request rather than the `HeaderMap` extractor,
 // which would clone every header on the hot path. `http::server::serve_on` calls
@@ -608,8 +612,8 @@ impl Verdict {
         // decide() refused identities whose values are not header-safe; the values
         // were built once, with the identity.
         self.identity.iter().flat_map(|id| {
-            [&REMOTE_USER, &REMOTE_GROUPS, &REMOTE_EMAIL, &REMOTE_NAME]
-                .into_iter()
+            IDENTITY_HEADER_NAMES
+                .iter()
                 .zip(&id.header_values)
                 .filter_map(|(name, v)| v.as_ref().map(|v| (name, v)))
         })
