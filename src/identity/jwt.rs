@@ -454,7 +454,13 @@ impl TokenValidator {
         if token.len() > MAX_TOKEN_BYTES {
             return None;
         }
-        let identity = self.cache.get(&Sha256::digest(token), wall)?;
+        self.hit(&Sha256::digest(token), wall)
+    }
+
+    /// The cache lookup behind [`Self::cached`] and [`Self::validate`], by the
+    /// token's hash (computed once per call).
+    fn hit(&self, hash: &[u8; 32], wall: i64) -> Option<Arc<Identity>> {
+        let identity = self.cache.get(hash, wall)?;
         self.metrics
             .token_cache_hits
             .fetch_add(1, Ordering::Relaxed);
@@ -466,10 +472,10 @@ impl TokenValidator {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::TooLarge);
         }
-        if let Some(identity) = self.cached(token.as_bytes(), self.clock.wall()) {
+        let hash = token_hash(token);
+        if let Some(identity) = self.hit(&hash, self.clock.wall()) {
             return Ok(identity);
         }
-        let hash = token_hash(token);
         self.metrics
             .token_cache_misses
             .fetch_add(1, Ordering::Relaxed);
