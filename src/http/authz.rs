@@ -269,16 +269,8 @@ impl<'a> Seen<'a> {
             (Some(v), 1) => v,
             _ => return None,
         };
-        let space = v.iter().position(|&b| b == b' ')?;
-        if !v[..space].eq_ignore_ascii_case(b"bearer") {
-            return None;
-        }
-        // Trimmed as `bearer_text` trims: spaces and tabs only.
-        let rest = &v[space + 1..];
-        let blank = |b: &u8| *b == b' ' || *b == b'\t';
-        let start = rest.iter().position(|b| !blank(b))?;
-        let end = rest.iter().rposition(|b| !blank(b))? + 1;
-        Some(&rest[start..end])
+        let token = &v[bearer_range(v)?];
+        (!token.is_empty()).then_some(token)
     }
 }
 
@@ -402,13 +394,30 @@ pub fn bearer(h: &HeaderMap) -> Option<Result<&str, ()>> {
 
 /// [`bearer`] for the one `Authorization` value, as text.
 fn bearer_text(s: &str) -> Option<Result<&str, ()>> {
-    // A byte search: the value is a token of a few hundred bytes.
-    let space = s.bytes().position(|b| b == b' ')?;
-    if !s[..space].eq_ignore_ascii_case("bearer") {
+    let t = s.get(bearer_range(s.as_bytes())?).unwrap_or("");
+    Some(if t.is_empty() { Err(()) } else { Ok(t) })
+}
+
+/// Where the token is in an `Authorization` value of the `Bearer` scheme
+/// (case-insensitive, up to the first space), spaces and tabs trimmed; empty
+/// when there is none. Byte searches: the value is a token of a few hundred
+/// bytes. Shared by [`bearer_text`] and the cache lookup by bytes.
+fn bearer_range(v: &[u8]) -> Option<std::ops::Range<usize>> {
+    let space = v.iter().position(|&b| b == b' ')?;
+    if !v[..space].eq_ignore_ascii_case(b"bearer") {
         return None;
     }
-    let t = s[space + 1..].trim_matches(|c: char| c == ' ' || c == '\t');
-    Some(if t.is_empty() { Err(()) } else { Ok(t) })
+    let blank = |b: &u8| *b == b' ' || *b == b'\t';
+    let rest = space + 1;
+    let start = v[rest..]
+        .iter()
+        .position(|b| !blank(b))
+        .map_or(v.len(), |i| rest + i);
+    let end = v[start..]
+        .iter()
+        .rposition(|b| !blank(b))
+        .map_or(start, |i| start + i + 1);
+    Some(start..end)
 }
 
 /// Validates a token and applies revocations, on every request (cached token
