@@ -14,6 +14,7 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
 use super::claims::{principal_from_claims, ClaimPath, ClaimsError};
+use super::digest_memo;
 use super::keys::{parse_jwks, KeySet, MAX_JWKS_BYTES};
 use super::principals::Principals;
 use super::token_cache::{TokenCache, ENTRY_OVERHEAD};
@@ -454,7 +455,12 @@ impl TokenValidator {
         if token.len() > MAX_TOKEN_BYTES {
             return None;
         }
-        self.hit(&Sha256::digest(token), wall)
+        let (hash, remembered) = digest_memo::sha256(token);
+        let identity = self.hit(&hash, wall)?;
+        if !remembered {
+            digest_memo::remember(token, &hash);
+        }
+        Some(identity)
     }
 
     /// The cache lookup behind [`Self::cached`] and [`Self::validate`], by the
@@ -472,8 +478,11 @@ impl TokenValidator {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::TooLarge);
         }
-        let hash = token_hash(token);
+        let (hash, remembered) = digest_memo::sha256(token.as_bytes());
         if let Some(identity) = self.hit(&hash, self.clock.wall()) {
+            if !remembered {
+                digest_memo::remember(token.as_bytes(), &hash);
+            }
             return Ok(identity);
         }
         self.metrics
@@ -490,6 +499,7 @@ impl TokenValidator {
             weight,
             now,
         );
+        digest_memo::remember(token.as_bytes(), &hash);
         Ok(identity)
     }
 

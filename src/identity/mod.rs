@@ -2,6 +2,7 @@
 //! into a [`Subject`](crate::decision::Subject). Any error means "not identified".
 
 pub mod claims;
+pub mod digest_memo;
 pub mod jwt;
 pub mod keys;
 pub mod local;
