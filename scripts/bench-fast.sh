@@ -20,7 +20,8 @@ P_IDP=$(port); P_GH=$(port); P_204=$(port)
 node tests/idp/idp.mjs genkey RSA bench > "$W/key.json" 2>/dev/null
 echo "{\"keys\":[$(cat "$W/key.json")]}" > "$W/keys.json"
 echo '{"bench":{"claims":{"preferred_username":"bench","realm_access":{"roles":["viewer"]}}}}' > "$W/users.json"
-IDP_PORT=$P_IDP IDP_KEYS="$W/keys.json" IDP_USERS="$W/users.json" node tests/idp/idp.mjs >/dev/null 2>&1 &
+# Tokens for an hour (the IdP default is five minutes).
+IDP_AT_TTL=3600 IDP_PORT=$P_IDP IDP_KEYS="$W/keys.json" IDP_USERS="$W/users.json" node tests/idp/idp.mjs >/dev/null 2>&1 &
 PIDS+=($!)
 wait_port "$P_IDP"
 IDP_TOKEN=$(curl -s -d grant_type=client_credentials -d client_id=bench -d client_secret=secret -d scope=api \
