@@ -13,7 +13,9 @@
 //! token is still valid stays the cache's question. Only tokens the cache
 //! vouched for are remembered (callers call [`remember`] after a hit or a
 //! verification); attacker-chosen garbage can at worst push one out, which
-//! costs a hash, never a wrong answer.
+//! costs a hash, never a wrong answer. A thread keeps at most 64 tokens (as
+//! its connections' read buffers hold the ones being read), each at most
+//! [`MAX_LEN`] bytes.
 
 use crate::crypto::Sha256;
 use std::cell::RefCell;

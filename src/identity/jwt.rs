@@ -300,7 +300,8 @@ impl std::fmt::Debug for TokenValidator {
     }
 }
 
-/// What the cache key is: the token's SHA-256, so tokens never sit in memory twice.
+/// What the cache key is: the token's SHA-256 (32 bytes however long the token,
+/// and collision-resistant against tokens an attacker chooses).
 pub fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes())
 }
