@@ -276,11 +276,19 @@ R_CONFIG=$(ratio "$FLOOR_RPS" "$SHIPPED_RPS")
 R_P99_OVERHEAD=$(ratio "$AUTH_P99" "$PLAIN_P99")
 R_APACHE=$(ratio "$GH_RPS" "$AP_RPS")
 R_APACHE_204=$(ratio "$AP_RPS" "$N204_RPS")
+# p99 of gatehouse against nginx `return 204`, round by round (each pair measured
+# back to back).
+P99_ROUNDS=$(python3 -c "import sys
+n=[float(x.split()[1]) for x in sys.argv[1].split(';') if x.strip()]
+g=[float(x.split()[1]) for x in sys.argv[2].split(';') if x.strip()]
+print(', '.join(f'{b:g}/{a:g}' for a, b in zip(n, g)) + f' ms (no worse in {sum(b <= a for a, b in zip(n, g))} of {len(n)})')" "${R[n204]}" "${R[gh]}")
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD 2>/dev/null || COMMIT="$COMMIT with uncommitted changes"
 CPU=$(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//')
 
 SECTION=$(cat <<EOF
 <!-- bench:start -->
-Run: \`scripts/bench.sh $DUR\` on $(date -u +%Y-%m-%d), $CPU; servers pinned to CPU 0,
+Run: \`scripts/bench.sh $DUR\` on $(date -u +%Y-%m-%d) at $COMMIT, $CPU; servers pinned to CPU 0,
 \`wrk -t1 -c$CONNS -d${DUR}s\` pinned to CPU 1, loopback, keep-alive; medians of $ROUNDS interleaved rounds.
 CPU time stolen by the hypervisor during the runs: ${STEAL}% (above a few percent, the numbers are noise).
 nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), $("$APACHE" -v | awk -F/ '/version/ {print $2}' | awk '{print $1}') with mod_auth_openidc $(dpkg-query -W -f='${Version}' libapache2-mod-auth-openidc 2>/dev/null || echo '?').
@@ -297,7 +305,7 @@ nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), $("$APACHE" -v | awk -F/ '/vers
 | gatehouse, 100,000 distinct tokens in rotation (1st pass: every token verified) | $ROT_RPS | ${ROT_P99} ms |
 | gatehouse, 100,000 distinct tokens in rotation (2nd pass: cached) | $ROT2_RPS | ${ROT2_P99} ms |
 
-- gatehouse / nginx \`return 204\` throughput: **$R_THROUGHPUT** (target ≥ 0.9), p99 ${GH_P99} ms against nginx's ${N204_P99} ms
+- gatehouse / nginx \`return 204\` throughput: **$R_THROUGHPUT** (target ≥ 0.9), p99 ${GH_P99} ms against nginx's ${N204_P99} ms (medians; round by round, gatehouse/nginx: $P99_ROUNDS)
 - gatehouse behind nginx, against an auth server that does nothing (floor / with gatehouse, requests/s, the same client requests): **${R_BEHIND}x** (target ≤ 1.10, the shipped config included); of that, the shipped config itself (floor / shipped config with the do-nothing server): ${R_CONFIG}x
 - adding auth at all (plain / with gatehouse): ${R_OVERHEAD}x, p99 ${R_P99_OVERHEAD}x; with the do-nothing auth server: ${R_FLOOR}x
 - gatehouse / Apache mod_auth_openidc: **${R_APACHE}x** (Apache / nginx \`return 204\`: $R_APACHE_204)
