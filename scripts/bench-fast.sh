@@ -17,15 +17,8 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   [ -f "$W/nginx.pid" ] && kill "$(cat "$W/nginx.pid")" 2>/dev/null || true; sleep 0.2; rm -rf "$W"; }
 trap cleanup EXIT
 P_IDP=$(port); P_GH=$(port); P_204=$(port)
-node tests/idp/idp.mjs genkey RSA bench > "$W/key.json" 2>/dev/null
-echo "{\"keys\":[$(cat "$W/key.json")]}" > "$W/keys.json"
-echo '{"bench":{"claims":{"preferred_username":"bench","realm_access":{"roles":["viewer"]}}}}' > "$W/users.json"
-# Tokens for an hour (the IdP default is five minutes).
-IDP_AT_TTL=3600 IDP_PORT=$P_IDP IDP_KEYS="$W/keys.json" IDP_USERS="$W/users.json" node tests/idp/idp.mjs >/dev/null 2>&1 &
-PIDS+=($!)
-wait_port "$P_IDP"
-IDP_TOKEN=$(curl -s -d grant_type=client_credentials -d client_id=bench -d client_secret=secret -d scope=api \
-  "http://127.0.0.1:$P_IDP/token" | python3 -c 'import sys,json; print(json.load(sys.stdin)["access_token"])')
+start_idp "$W" "$P_IDP"
+IDP_TOKEN=$(idp_token "$P_IDP")
 base_config "$W/gatehouse.toml" "127.0.0.1:$P_GH" "[[issuers]]
 issuer = \"http://127.0.0.1:$P_IDP\"
 allow_insecure_http = true
@@ -46,16 +39,8 @@ http { access_log off; client_body_temp_path $W/tmp/body; proxy_temp_path $W/tmp
 EOF
 taskset -c 0 "$NGINX" -p "$W" -c "$W/nginx.conf"
 wait_port "$P_204"
-for t in idp local; do
-  tok=$IDP_TOKEN; [ $t = local ] && tok=$LOCAL_TOKEN
-  cat > "$W/$t.lua" <<EOF
-wrk.headers["X-Forwarded-Proto"] = "https"
-wrk.headers["X-Forwarded-Host"] = "app.example.com"
-wrk.headers["X-Forwarded-Uri"] = "/d/abc?orgId=1"
-wrk.headers["X-Forwarded-Method"] = "GET"
-wrk.headers["Authorization"] = "Bearer $tok"
-EOF
-done
+forward_lua "$W/idp.lua" "$IDP_TOKEN" "/d/abc?orgId=1"
+forward_lua "$W/local.lua" "$LOCAL_TOKEN" "/d/abc?orgId=1"
 echo "tokens: IdP ${#IDP_TOKEN} bytes, local ${#LOCAL_TOKEN} bytes"
 run() { taskset -c 1 wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "$@" | wrk_summary; }
 taskset -c 1 wrk -t1 -c4 -d2s -s "$W/idp.lua" "http://127.0.0.1:$P_GH/authz/forward" >/dev/null

@@ -68,3 +68,36 @@ policy = "one_factor"
 ${3:-}
 EOF
 }
+
+# A wrk script (FILE) asking /authz/forward as a proxy does for
+# https://app.example.com URI (default /), with TOKEN as the bearer.
+forward_lua() {
+  cat > "$1" <<LUA
+wrk.headers["X-Forwarded-Proto"] = "https"
+wrk.headers["X-Forwarded-Host"] = "app.example.com"
+wrk.headers["X-Forwarded-Uri"] = "${3:-/}"
+wrk.headers["X-Forwarded-Method"] = "GET"
+wrk.headers["Authorization"] = "Bearer $2"
+LUA
+}
+
+# The test IdP (tests/idp, node) on 127.0.0.1:PORT, its files in DIR: a fresh
+# RSA key (DIR/key.json, DIR/keys.json) and one user, "bench", a viewer. Access
+# tokens live an hour (the IdP's default, five minutes, is shorter than a
+# benchmark). Appends its pid to PIDS; returns when it listens.
+start_idp() {
+  local dir=$1 port=$2
+  node tests/idp/idp.mjs genkey RSA bench > "$dir/key.json" 2>/dev/null
+  echo "{\"keys\":[$(cat "$dir/key.json")]}" > "$dir/keys.json"
+  echo '{"bench":{"claims":{"preferred_username":"bench","realm_access":{"roles":["viewer"]}}}}' > "$dir/users.json"
+  IDP_AT_TTL=3600 IDP_PORT=$port IDP_KEYS="$dir/keys.json" IDP_USERS="$dir/users.json" \
+    node tests/idp/idp.mjs >/dev/null 2>&1 &
+  PIDS+=($!)
+  wait_port "$port"
+}
+
+# An access token from the IdP on PORT (client credentials, client "bench").
+idp_token() {
+  curl -s -d grant_type=client_credentials -d client_id=bench -d client_secret=secret -d scope=api \
+    "http://127.0.0.1:$1/token" | python3 -c 'import sys,json; print(json.load(sys.stdin)["access_token"])'
+}

@@ -54,18 +54,12 @@ trap cleanup EXIT
 P_IDP=$(port); P_GH=$(port); P_204=$(port); P_BACK=$(port); P_PLAIN=$(port); P_AUTH=$(port); P_FLOOR=$(port); P_NOOP=$(port); P_APACHE=$(port); P_SHIPPED=$(port)
 
 echo "== identity provider"
-node tests/idp/idp.mjs genkey RSA bench > "$W/key.json" 2>/dev/null
-echo "{\"keys\":[$(cat "$W/key.json")]}" > "$W/keys.json"
+start_idp "$W" "$P_IDP"
+# mod_auth_openidc gets the same key as PEM (it refuses http:// JWKS URIs).
 node -e 'const c=require("crypto");const j=JSON.parse(require("fs").readFileSync(process.argv[1]));
   process.stdout.write(c.createPublicKey({key:j,format:"jwk"}).export({type:"spki",format:"pem"}))' \
   "$W/key.json" > "$W/idp-public.pem"
-echo '{"bench":{"claims":{"preferred_username":"bench","realm_access":{"roles":["viewer"]}}}}' > "$W/users.json"
-# Tokens for an hour: the runs outlast the IdP default of five minutes.
-IDP_AT_TTL=3600 IDP_PORT=$P_IDP IDP_KEYS="$W/keys.json" IDP_USERS="$W/users.json" node tests/idp/idp.mjs >/dev/null 2>&1 &
-PIDS+=($!)
-wait_port "$P_IDP"
-TOKEN=$(curl -s -d grant_type=client_credentials -d client_id=bench -d client_secret=secret -d scope=api \
-  "http://127.0.0.1:$P_IDP/token" | python3 -c 'import sys,json; print(json.load(sys.stdin)["access_token"])')
+TOKEN=$(idp_token "$P_IDP")
 
 echo "== gatehouse on CPU 0"
 cat > "$W/gatehouse.toml" <<EOF
@@ -216,13 +210,7 @@ run() {
   echo "$out" | wrk_summary
 }
 
-cat > "$W/fwd.lua" <<EOF
-wrk.headers["X-Forwarded-Proto"] = "https"
-wrk.headers["X-Forwarded-Host"] = "app.example.com"
-wrk.headers["X-Forwarded-Uri"] = "/d/abc?orgId=1"
-wrk.headers["X-Forwarded-Method"] = "GET"
-wrk.headers["Authorization"] = "Bearer $TOKEN"
-EOF
+forward_lua "$W/fwd.lua" "$TOKEN" "/d/abc?orgId=1"
 cat > "$W/bearer.lua" <<EOF
 wrk.headers["Host"] = "app.example.com"
 wrk.headers["Authorization"] = "Bearer $TOKEN"
