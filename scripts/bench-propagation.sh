@@ -68,13 +68,7 @@ for a in "${ADDRS[@]}"; do
   curl -sf "http://$a/readyz" >/dev/null || { echo "replica $a never ready" >&2; cat "$W"/*.log >&2; exit 1; }
 done
 
-cat > "$W/fwd.lua" <<EOF
-wrk.headers["X-Forwarded-Proto"] = "https"
-wrk.headers["X-Forwarded-Host"] = "app.example.com"
-wrk.headers["X-Forwarded-Uri"] = "/"
-wrk.headers["X-Forwarded-Method"] = "GET"
-wrk.headers["Authorization"] = "Bearer $LOAD"
-EOF
+forward_lua "$W/fwd.lua" "$LOAD"
 echo "== decision load on B and C, $CHANGES changes through A"
 for a in "${ADDRS[1]}" "${ADDRS[2]}"; do
   wrk -t1 -c4 -d600s -s "$W/fwd.lua" "http://$a/authz/forward" > "$W/wrk-$a.log" 2>&1 &

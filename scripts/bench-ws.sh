@@ -50,13 +50,7 @@ for i in $(seq 0 $(( (SOCKETS + 1) / 8 ))); do
   "$GH" token mint --config "$W/gatehouse.toml" --sub "admin-$i" --roles admin --ttl 2h
 done > "$W/admins.txt"
 
-cat > "$W/fwd.lua" <<EOF
-wrk.headers["X-Forwarded-Proto"] = "https"
-wrk.headers["X-Forwarded-Host"] = "app.example.com"
-wrk.headers["X-Forwarded-Uri"] = "/d/abc?orgId=1"
-wrk.headers["X-Forwarded-Method"] = "GET"
-wrk.headers["Authorization"] = "Bearer $TOKEN"
-EOF
+forward_lua "$W/fwd.lua" "$TOKEN" "/d/abc?orgId=1"
 
 # Starts the socket clients (N reading + stalled) on CPU 1; waits for "ready".
 clients() {
