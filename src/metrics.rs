@@ -3,16 +3,39 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::RwLock;
+use std::sync::{OnceLock, RwLock};
 use std::time::Duration;
 
-/// A counter family keyed by static label values (no allocation on increment).
+/// A counter family keyed by static label values: no allocation and no lock on
+/// an increment. Label sets live in a fixed table of slots, found by hashing
+/// the label strings' addresses (a call site passes the same literals every
+/// time) and claimed once; two equal label sets at different addresses get two
+/// slots, merged when read. Beyond [`SLOTS`] label sets, the rest share a
+/// locked map.
 #[derive(Debug)]
 pub struct StaticCounter<const N: usize> {
     name: &'static str,
     help: &'static str,
     labels: [&'static str; N],
-    values: RwLock<BTreeMap<[&'static str; N], AtomicU64>>,
+    slots: [OnceLock<Slot<N>>; SLOTS],
+    overflow: RwLock<BTreeMap<[&'static str; N], u64>>,
+}
+
+#[derive(Debug)]
+struct Slot<const N: usize> {
+    key: [&'static str; N],
+    count: AtomicU64,
+}
+
+/// Slots of a [`StaticCounter`] (a power of two); a label set looks at
+/// [`PROBES`] of them.
+const SLOTS: usize = 64;
+const PROBES: usize = 8;
+
+/// The same label strings: by address and length first (what a call site's
+/// literals give), by content otherwise.
+fn same_labels<const N: usize>(a: &[&'static str; N], b: &[&'static str; N]) -> bool {
+    a.iter().zip(b).all(|(x, y)| std::ptr::eq(*x, *y) || x == y)
 }
 
 impl<const N: usize> StaticCounter<N> {
@@ -21,49 +44,75 @@ impl<const N: usize> StaticCounter<N> {
             name,
             help,
             labels,
-            values: RwLock::new(BTreeMap::new()),
+            slots: [const { OnceLock::new() }; SLOTS],
+            overflow: RwLock::new(BTreeMap::new()),
         }
     }
 
+    fn home(key: &[&'static str; N]) -> usize {
+        let h = key.iter().fold(0u64, |h, s| {
+            (h ^ (s.as_ptr() as usize as u64) ^ (s.len() as u64))
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        });
+        (h >> 32) as usize
+    }
+
     pub fn inc(&self, key: [&'static str; N]) {
-        {
-            let map = self.values.read().unwrap_or_else(|e| e.into_inner());
-            if let Some(c) = map.get(&key) {
-                c.fetch_add(1, Ordering::Relaxed);
+        let home = Self::home(&key);
+        for i in 0..PROBES {
+            let cell = &self.slots[(home + i) % SLOTS];
+            let slot = match cell.get() {
+                Some(slot) => slot,
+                None => cell.get_or_init(|| Slot {
+                    key,
+                    count: AtomicU64::new(0),
+                }),
+            };
+            if same_labels(&slot.key, &key) {
+                slot.count.fetch_add(1, Ordering::Relaxed);
                 return;
             }
         }
-        let mut map = self.values.write().unwrap_or_else(|e| e.into_inner());
-        map.entry(key)
-            .or_insert_with(|| AtomicU64::new(0))
-            .fetch_add(1, Ordering::Relaxed);
+        let mut map = self.overflow.write().unwrap_or_else(|e| e.into_inner());
+        *map.entry(key).or_insert(0) += 1;
+    }
+
+    /// Every label set with its count, equal label sets merged, in order.
+    fn values(&self) -> BTreeMap<[&'static str; N], u64> {
+        let mut all = self
+            .overflow
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for slot in self.slots.iter().filter_map(OnceLock::get) {
+            *all.entry(slot.key).or_insert(0) += slot.count.load(Ordering::Relaxed);
+        }
+        all
     }
 
     /// The total over every label set whose `index`-th label is `value`.
     pub fn sum_where(&self, index: usize, value: &str) -> u64 {
-        let map = self.values.read().unwrap_or_else(|e| e.into_inner());
-        map.iter()
+        self.values()
+            .iter()
             .filter(|(k, _)| k.get(index) == Some(&value))
-            .map(|(_, c)| c.load(Ordering::Relaxed))
+            .map(|(_, c)| c)
             .sum()
     }
 
     pub fn get(&self, key: [&'static str; N]) -> u64 {
-        let map = self.values.read().unwrap_or_else(|e| e.into_inner());
-        map.get(&key).map_or(0, |c| c.load(Ordering::Relaxed))
+        self.values().get(&key).copied().unwrap_or(0)
     }
 
     fn render(&self, out: &mut String) {
         let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
         let _ = writeln!(out, "# TYPE {} counter", self.name);
-        let map = self.values.read().unwrap_or_else(|e| e.into_inner());
-        for (k, v) in map.iter() {
+        for (k, v) in self.values() {
             let _ = writeln!(
                 out,
                 "{}{{{}}} {}",
                 self.name,
                 labels(&self.labels, k.iter().copied()),
-                v.load(Ordering::Relaxed)
+                v
             );
         }
     }
@@ -384,5 +433,60 @@ mod tests {
         assert!(t.contains("gatehouse_decision_duration_seconds_bucket{le=\"0.00005\"} 1"));
         assert!(t.contains("gatehouse_decision_duration_seconds_count 1"));
         assert!(t.contains("issuer=\"https://idp/\\\"x\""));
+    }
+
+    /// A `&'static str` equal to `s` at another address.
+    fn elsewhere(s: &str) -> &'static str {
+        Box::leak(s.to_string().into_boxed_str())
+    }
+
+    #[test]
+    fn equal_labels_from_anywhere_count_as_one_series() {
+        let c = StaticCounter::new("t_total", "t", ["a", "b"]);
+        c.inc(["x", "y"]);
+        c.inc([elsewhere("x"), "y"]);
+        c.inc(["x", elsewhere("y")]);
+        c.inc(["x", "z"]);
+        assert_eq!(c.get(["x", "y"]), 3);
+        assert_eq!(c.get([elsewhere("x"), elsewhere("y")]), 3);
+        assert_eq!(c.get(["x", "z"]), 1);
+        assert_eq!(c.get(["q", "z"]), 0);
+        assert_eq!(c.sum_where(0, "x"), 4);
+        let mut out = String::new();
+        c.render(&mut out);
+        assert_eq!(
+            out,
+            "# HELP t_total t\n# TYPE t_total counter\nt_total{a=\"x\",b=\"y\"} 3\nt_total{a=\"x\",b=\"z\"} 1\n"
+        );
+    }
+
+    #[test]
+    fn more_label_sets_than_slots_are_all_counted() {
+        let c = StaticCounter::new("t_total", "t", ["n"]);
+        let names: Vec<&'static str> = (0..3 * SLOTS)
+            .map(|i| elsewhere(&format!("{i:04}")))
+            .collect();
+        for (i, n) in names.iter().enumerate() {
+            for _ in 0..=i % 3 {
+                c.inc([n]);
+            }
+        }
+        // Threads racing for the same slots lose nothing.
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for n in &names {
+                        c.inc([n]);
+                    }
+                });
+            }
+        });
+        for (i, n) in names.iter().enumerate() {
+            assert_eq!(c.get([n]), (i % 3 + 1 + 4) as u64, "{n}");
+        }
+        let mut out = String::new();
+        c.render(&mut out);
+        assert_eq!(out.lines().count(), 2 + 3 * SLOTS);
+        assert!(out.contains("t_total{n=\"0000\"} 5\n"));
     }
 }
