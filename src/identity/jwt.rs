@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::crypto::Sha256;
 use arc_swap::ArcSwap;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, Validation};
@@ -300,12 +299,6 @@ impl std::fmt::Debug for TokenValidator {
     }
 }
 
-/// What the cache key is: the token's SHA-256 (32 bytes however long the token,
-/// and collision-resistant against tokens an attacker chooses).
-pub fn token_hash(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes())
-}
-
 fn b64_json(segment: &str) -> Option<Map<String, Value>> {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(segment)
@@ -456,22 +449,25 @@ impl TokenValidator {
         if token.len() > MAX_TOKEN_BYTES {
             return None;
         }
-        let (hash, remembered) = digest_memo::sha256(token);
-        let identity = self.hit(&hash, wall)?;
-        if !remembered {
-            digest_memo::remember(token, &hash);
-        }
-        Some(identity)
+        self.lookup(token, wall).1
     }
 
-    /// The cache lookup behind [`Self::cached`] and [`Self::validate`], by the
-    /// token's hash (computed once per call).
-    fn hit(&self, hash: &[u8; 32], wall: i64) -> Option<Arc<Identity>> {
-        let identity = self.cache.get(hash, wall)?;
-        self.metrics
-            .token_cache_hits
-            .fetch_add(1, Ordering::Relaxed);
-        Some(identity)
+    /// The cache lookup behind [`Self::cached`] and [`Self::validate`]: the
+    /// token's SHA-256 (the cache key; remembered per thread, see
+    /// [`digest_memo`]) and the identity cached under it, if any (counted as
+    /// a hit; the digest of a token found is remembered).
+    fn lookup(&self, token: &[u8], wall: i64) -> ([u8; 32], Option<Arc<Identity>>) {
+        let (hash, remembered) = digest_memo::sha256(token);
+        let identity = self.cache.get(&hash, wall);
+        if identity.is_some() {
+            self.metrics
+                .token_cache_hits
+                .fetch_add(1, Ordering::Relaxed);
+            if !remembered {
+                digest_memo::remember(token, &hash);
+            }
+        }
+        (hash, identity)
     }
 
     /// Validates a bearer token: cache first, then full verification.
@@ -479,11 +475,8 @@ impl TokenValidator {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::TooLarge);
         }
-        let (hash, remembered) = digest_memo::sha256(token.as_bytes());
-        if let Some(identity) = self.hit(&hash, self.clock.wall()) {
-            if !remembered {
-                digest_memo::remember(token.as_bytes(), &hash);
-            }
+        let (hash, cached) = self.lookup(token.as_bytes(), self.clock.wall());
+        if let Some(identity) = cached {
             return Ok(identity);
         }
         self.metrics
