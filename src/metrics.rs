@@ -190,6 +190,17 @@ const BUCKETS: [f64; 12] = [
     0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05, 0.25, 1.0,
 ];
 
+/// [`BUCKETS`] in nanoseconds, for observing without floating point.
+const BUCKETS_NS: [u64; BUCKETS.len()] = {
+    let mut ns = [0; BUCKETS.len()];
+    let mut i = 0;
+    while i < ns.len() {
+        ns[i] = (BUCKETS[i] * 1e9 + 0.5) as u64;
+        i += 1;
+    }
+    ns
+};
+
 /// A latency histogram with fixed buckets.
 #[derive(Debug)]
 pub struct Histogram {
@@ -212,13 +223,13 @@ impl Histogram {
     }
 
     pub fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        // Most observations fall in the first buckets: a forward search.
+        if let Some(i) = BUCKETS_NS.iter().position(|&b| ns <= b) {
             self.buckets[i].fetch_add(1, Ordering::Relaxed);
         }
         self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_ns
-            .fetch_add(d.as_nanos().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
     }
 
     pub fn count(&self) -> u64 {
@@ -433,6 +444,29 @@ mod tests {
         assert!(t.contains("gatehouse_decision_duration_seconds_bucket{le=\"0.00005\"} 1"));
         assert!(t.contains("gatehouse_decision_duration_seconds_count 1"));
         assert!(t.contains("issuer=\"https://idp/\\\"x\""));
+    }
+
+    #[test]
+    fn histogram_buckets_are_inclusive_upper_bounds() {
+        let h = Histogram::new("h_seconds", "h");
+        for ns in [25_000, 25_001, 1_000_000_000, 1_000_000_001] {
+            h.observe(Duration::from_nanos(ns));
+        }
+        h.observe(Duration::MAX);
+        let mut t = String::new();
+        h.render(&mut t);
+        for line in [
+            "h_seconds_bucket{le=\"0.000025\"} 1",
+            "h_seconds_bucket{le=\"0.00005\"} 2",
+            "h_seconds_bucket{le=\"0.25\"} 2",
+            "h_seconds_bucket{le=\"1\"} 3",
+            "h_seconds_bucket{le=\"+Inf\"} 5",
+            "h_seconds_count 5",
+        ] {
+            assert!(t.lines().any(|l| l == line), "{line} in\n{t}");
+        }
+        assert_eq!(BUCKETS_NS[0], 25_000);
+        assert_eq!(BUCKETS_NS[BUCKETS.len() - 1], 1_000_000_000);
     }
 
     /// A `&'static str` equal to `s` at another address.

@@ -1,6 +1,7 @@
 //! Usage counting on the hot path: decisions by minute, user, host, rule,
-//! result and reason, counted in memory (a hash and a short lock; no
-//! allocation once a key has been seen) and written to the store in batches.
+//! result and reason, counted in memory (a short lock, and a hash unless the
+//! key is the one counted last; no allocation once a key has been seen) and
+//! written to the store in batches.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
@@ -43,10 +44,34 @@ impl Hasher for PreHashed {
 
 #[derive(Debug, Default)]
 struct Counts {
-    by_hash: HashMap<u64, Vec<(Key, i64)>, BuildHasherDefault<PreHashed>>,
-    keys: usize,
+    /// Every key counted since the last drain, with its count.
+    rows: Vec<(Key, i64)>,
+    /// Positions in `rows` by the key's hash.
+    by_hash: HashMap<u64, Vec<u32>, BuildHasherDefault<PreHashed>>,
+    /// The position of the key counted last: a run of decisions with one key
+    /// (one user on one host, as most traffic is) is counted without hashing.
+    last: Option<usize>,
     /// Rows whose flush failed, to be written with the next batch.
     pending: Vec<UsageRow>,
+}
+
+impl Key {
+    fn is(
+        &self,
+        minute: i64,
+        user: &str,
+        host: &str,
+        rule: i64,
+        result: &str,
+        reason: &str,
+    ) -> bool {
+        self.minute == minute
+            && self.rule == rule
+            && self.result == result
+            && self.reason == reason
+            && self.user == user
+            && self.host == host
+    }
 }
 
 /// The in-memory counters.
@@ -87,26 +112,32 @@ impl Usage {
         let user = user.unwrap_or("");
         let rule = rule.map_or(-1, |r| r as i64);
         let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let (user, host) = if c.keys >= MAX_KEYS {
+        let c = &mut *c;
+        let (user, host) = if c.rows.len() >= MAX_KEYS {
             (OTHER, OTHER)
         } else {
             (user, host)
         };
-        let h = self.hash_of(minute, user, host, rule, result, reason);
-        let bucket = c.by_hash.entry(h).or_default();
-        for (k, n) in bucket.iter_mut() {
-            if k.minute == minute
-                && k.user == user
-                && k.host == host
-                && k.rule == rule
-                && k.result == result
-                && k.reason == reason
-            {
+        if let Some((k, n)) = c.last.and_then(|i| c.rows.get_mut(i)) {
+            if k.is(minute, user, host, rule, result, reason) {
                 *n += 1;
                 return;
             }
         }
-        bucket.push((
+        let h = self.hash_of(minute, user, host, rule, result, reason);
+        let bucket = c.by_hash.entry(h).or_default();
+        for &i in bucket.iter() {
+            let (k, n) = &mut c.rows[i as usize];
+            if k.is(minute, user, host, rule, result, reason) {
+                *n += 1;
+                c.last = Some(i as usize);
+                return;
+            }
+        }
+        // MAX_KEYS (and one "(other)" key per minute and outcome) keep this far below u32::MAX.
+        bucket.push(c.rows.len() as u32);
+        c.last = Some(c.rows.len());
+        c.rows.push((
             Key {
                 minute,
                 user: user.to_string(),
@@ -117,7 +148,6 @@ impl Usage {
             },
             1,
         ));
-        c.keys += 1;
     }
 
     /// Takes every count so far (for a flush), leaving the counters empty.
@@ -127,21 +157,15 @@ impl Usage {
             std::mem::take(&mut *c)
         };
         let mut rows = taken.pending;
-        rows.extend(
-            taken
-                .by_hash
-                .into_values()
-                .flatten()
-                .map(|(k, n)| UsageRow {
-                    bucket: k.minute,
-                    user: k.user,
-                    host: k.host,
-                    rule: k.rule,
-                    result: k.result.to_string(),
-                    reason: k.reason.to_string(),
-                    count: n,
-                }),
-        );
+        rows.extend(taken.rows.into_iter().map(|(k, n)| UsageRow {
+            bucket: k.minute,
+            user: k.user,
+            host: k.host,
+            rule: k.rule,
+            result: k.result.to_string(),
+            reason: k.reason.to_string(),
+            count: n,
+        }));
         rows
     }
 
@@ -180,6 +204,64 @@ mod tests {
         u.restore(rows);
         let total: i64 = u.drain().iter().map(|r| r.count).sum();
         assert_eq!(total, 5, "restored after a failed flush");
+    }
+
+    #[test]
+    fn the_last_key_shortcut_counts_each_key_apart() {
+        let u = Usage::default();
+        // Runs of one key, keys that differ in one field each, and returns to
+        // an earlier key after others.
+        type K = (
+            i64,
+            Option<&'static str>,
+            &'static str,
+            Option<usize>,
+            &'static str,
+            &'static str,
+        );
+        let keys: [K; 7] = [
+            (120, Some("alice"), "app", Some(0), "allow", "authorized"),
+            (180, Some("alice"), "app", Some(0), "allow", "authorized"),
+            (120, Some("bob"), "app", Some(0), "allow", "authorized"),
+            (120, Some("alice"), "ops", Some(0), "allow", "authorized"),
+            (120, Some("alice"), "app", Some(1), "allow", "authorized"),
+            (
+                120,
+                Some("alice"),
+                "app",
+                Some(0),
+                "forbidden",
+                "authorized",
+            ),
+            (120, Some("alice"), "app", Some(0), "allow", "default_deny"),
+        ];
+        for round in 1..=3 {
+            for (i, &(at, user, host, rule, result, reason)) in keys.iter().enumerate() {
+                for _ in 0..(i + round) {
+                    u.record(at, user, host, rule, result, reason);
+                }
+            }
+        }
+        let rows = u.drain();
+        assert_eq!(rows.len(), keys.len());
+        for (i, &(at, user, host, rule, result, reason)) in keys.iter().enumerate() {
+            let row = rows
+                .iter()
+                .find(|r| {
+                    r.bucket == at - at % 60
+                        && r.user == user.unwrap_or("")
+                        && r.host == host
+                        && r.rule == rule.map_or(-1, |r| r as i64)
+                        && r.result == result
+                        && r.reason == reason
+                })
+                .expect("a row for every key");
+            assert_eq!(row.count, 3 * i as i64 + 6, "key {i}");
+        }
+        // After a drain nothing is remembered: the same key starts a new row.
+        u.record(120, Some("alice"), "app", Some(0), "allow", "default_deny");
+        let rows = u.drain();
+        assert_eq!((rows.len(), rows[0].count), (1, 1));
     }
 
     #[test]
