@@ -101,3 +101,21 @@ idp_token() {
   curl -s -d grant_type=client_credentials -d client_id=bench -d client_secret=secret -d scope=api \
     "http://127.0.0.1:$1/token" | python3 -c 'import sys,json; print(json.load(sys.stdin)["access_token"])'
 }
+
+# How much time CPU $1 loses to stalls while nothing of ours runs on it: a loop
+# reads the clock for $2 seconds and sums the gaps of 50 us or more (the
+# hypervisor or another task took the CPU). Prints "percent-lost longest-ms count".
+stalls() {
+  taskset -c "$1" python3 - "$2" <<'PY'
+import sys, time
+secs = float(sys.argv[1]); now = time.perf_counter_ns
+end = now() + int(secs * 1e9); prev = now(); lost = longest = n = 0
+while True:
+    t = now(); gap = t - prev; prev = t
+    if gap >= 50_000:
+        lost += gap; n += 1; longest = max(longest, gap)
+    if t > end:
+        break
+print(f"{100 * lost / (secs * 1e9):.1f} {longest / 1e6:.1f} {n}")
+PY
+}

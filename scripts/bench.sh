@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What gatehouse costs on the request path, measured against its yardsticks with
 # one load generator (wrk), servers pinned to CPU 0 and wrk to CPU 1:
-#   1. nginx `return 204`           vs gatehouse /authz/forward (cached token)
+#   1. nginx `return 204`           vs gatehouse /authz/forward (cached token); nginx
+#      runs twice a round, and the two runs against each other are the noise floor
 #   2. nginx -> backend             vs nginx -> auth_request -> gatehouse -> backend,
 #      against the same with an auth server that does nothing (minimal config,
 #      and the shipped nginx/ config)
@@ -221,13 +222,23 @@ echo "== warm-up"
 taskset -c 1 wrk -t1 -c4 -d2s -s "$W/fwd.lua" "http://127.0.0.1:$P_GH/authz/forward" >/dev/null
 taskset -c 1 wrk -t1 -c4 -d2s -s "$W/bearer.lua" "http://127.0.0.1:$P_APACHE/authz" >/dev/null
 
+echo "== stalls: a clock-reading loop on each CPU for 5 s, the servers idle"
+stalls 0 5 > "$W/stalls0" & stalls 1 5 > "$W/stalls1"; wait $!
+read -r ST0_PCT ST0_MAX ST0_N < "$W/stalls0"; read -r ST1_PCT ST1_MAX ST1_N < "$W/stalls1"
+echo "   CPU 0 lost $ST0_PCT% ($ST0_N gaps, longest $ST0_MAX ms); CPU 1 lost $ST1_PCT% ($ST1_N gaps, longest $ST1_MAX ms)"
+
 echo "== measuring: $ROUNDS interleaved rounds, ${DUR}s per setup, $CONNS connections"
 # Machines like this one are noisy (runs of the same setup differ by 30%), so every
 # setup runs once per round, rounds interleave, and the medians are reported.
+# nginx `return 204` runs twice a round, before and after gatehouse (which of
+# the two comes first alternates): the pair of them is the noise floor of
+# comparing two runs (A/A), and gatehouse is compared with the first.
 declare -A R
 for round in $(seq 1 "$ROUNDS"); do
-  R[n204]+="$(run "http://127.0.0.1:$P_204/");"
+  if [ $((round % 2)) = 1 ]; then first=n204; second=n204b; else first=n204b; second=n204; fi
+  R[$first]+="$(run "http://127.0.0.1:$P_204/");"
   R[gh]+="$(run "http://127.0.0.1:$P_GH/authz/forward" -s "$W/fwd.lua");"
+  R[$second]+="$(run "http://127.0.0.1:$P_204/");"
   R[plain]+="$(run "http://127.0.0.1:$P_PLAIN/");"
   R[auth]+="$(run "http://127.0.0.1:$P_AUTH/" -s "$W/bearer.lua");"
   # The same client request (with its token) as through gatehouse.
@@ -265,11 +276,14 @@ R_P99_OVERHEAD=$(ratio "$AUTH_P99" "$PLAIN_P99")
 R_APACHE=$(ratio "$GH_RPS" "$AP_RPS")
 R_APACHE_204=$(ratio "$AP_RPS" "$N204_RPS")
 # p99 of gatehouse against nginx `return 204`, round by round (each pair measured
-# back to back).
-P99_ROUNDS=$(python3 -c "import sys
+# back to back), and of nginx against itself (A/A) in the same rounds.
+p99_pairs() { python3 -c "import sys, statistics
 n=[float(x.split()[1]) for x in sys.argv[1].split(';') if x.strip()]
 g=[float(x.split()[1]) for x in sys.argv[2].split(';') if x.strip()]
-print(', '.join(f'{b:g}/{a:g}' for a, b in zip(n, g)) + f' ms (no worse in {sum(b <= a for a, b in zip(n, g))} of {len(n)})')" "${R[n204]}" "${R[gh]}")
+r=[b / a for a, b in zip(n, g)]
+print(', '.join(f'{b:g}/{a:g}' for a, b in zip(n, g)) + f' ms (no worse in {sum(b <= a for a, b in zip(n, g))} of {len(n)}; ratio median {statistics.median(r):.2f}, {min(r):.2f}–{max(r):.2f})')" "$1" "$2"; }
+P99_ROUNDS=$(p99_pairs "${R[n204]}" "${R[gh]}")
+P99_AA=$(p99_pairs "${R[n204]}" "${R[n204b]}")
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 git diff --quiet HEAD 2>/dev/null || COMMIT="$COMMIT with uncommitted changes"
 CPU=$(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//')
@@ -294,6 +308,7 @@ nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), $("$APACHE" -v | awk -F/ '/vers
 | gatehouse, 100,000 distinct tokens in rotation (2nd pass: cached) | $ROT2_RPS | ${ROT2_P99} ms |
 
 - gatehouse / nginx \`return 204\` throughput: **$R_THROUGHPUT** (target ≥ 0.9), p99 ${GH_P99} ms against nginx's ${N204_P99} ms (medians; round by round, gatehouse/nginx: $P99_ROUNDS)
+- the noise floor of that comparison, nginx \`return 204\` against itself in the same rounds (A/A: the run after gatehouse in odd rounds, before it in even rounds, against the other): $P99_AA. Before the runs, a loop reading the clock lost $ST0_PCT% of CPU 0's time in $ST0_N gaps of 50 µs or more (longest $ST0_MAX ms) and $ST1_PCT% of CPU 1's ($ST1_N, longest $ST1_MAX ms), with nothing of ours running: the tails are mostly such stalls
 - gatehouse behind nginx, against an auth server that does nothing (floor / with gatehouse, requests/s, the same client requests): **${R_BEHIND}x** (target ≤ 1.10, the shipped config included); of that, the shipped config itself (floor / shipped config with the do-nothing server): ${R_CONFIG}x
 - adding auth at all (plain / with gatehouse): ${R_OVERHEAD}x, p99 ${R_P99_OVERHEAD}x; with the do-nothing auth server: ${R_FLOOR}x
 - gatehouse / Apache mod_auth_openidc: **${R_APACHE}x** (Apache / nginx \`return 204\`: $R_APACHE_204)
