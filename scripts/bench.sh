@@ -2,7 +2,8 @@
 # What gatehouse costs on the request path, measured against its yardsticks with
 # one load generator (wrk), servers pinned to CPU 0 and wrk to CPU 1:
 #   1. nginx `return 204`           vs gatehouse /authz/forward (cached token); nginx
-#      runs twice a round, and the two runs against each other are the noise floor
+#      runs twice a round, and the two runs against each other are the noise floor;
+#      once more asked gatehouse's request (what the request's size costs)
 #   2. nginx -> backend             vs nginx -> auth_request -> gatehouse -> backend,
 #      against the same with an auth server that does nothing (minimal config,
 #      and the shipped nginx/ config)
@@ -239,6 +240,8 @@ for round in $(seq 1 "$ROUNDS"); do
   R[$first]+="$(run "http://127.0.0.1:$P_204/");"
   R[gh]+="$(run "http://127.0.0.1:$P_GH/authz/forward" -s "$W/fwd.lua");"
   R[$second]+="$(run "http://127.0.0.1:$P_204/");"
+  # nginx `return 204` asked exactly what gatehouse is asked (headers and token).
+  R[n204req]+="$(run "http://127.0.0.1:$P_204/authz/forward" -s "$W/fwd.lua");"
   R[plain]+="$(run "http://127.0.0.1:$P_PLAIN/");"
   R[auth]+="$(run "http://127.0.0.1:$P_AUTH/" -s "$W/bearer.lua");"
   # The same client request (with its token) as through gatehouse.
@@ -250,6 +253,7 @@ done
 med() { median "${R[$1]}" "$2"; }  # med KEY FIELD(1=rps,2=p99)
 N204_RPS=$(med n204 1); N204_P99=$(med n204 2)
 GH_RPS=$(med gh 1); GH_P99=$(med gh 2)
+N204REQ_RPS=$(med n204req 1); N204REQ_P99=$(med n204req 2)
 PLAIN_RPS=$(med plain 1); PLAIN_P99=$(med plain 2)
 AUTH_RPS=$(med auth 1); AUTH_P99=$(med auth 2)
 FLOOR_RPS=$(med floor 1); FLOOR_P99=$(med floor 2)
@@ -284,6 +288,8 @@ r=[b / a for a, b in zip(n, g)]
 print(', '.join(f'{b:g}/{a:g}' for a, b in zip(n, g)) + f' ms (no worse in {sum(b <= a for a, b in zip(n, g))} of {len(n)}; ratio median {statistics.median(r):.2f}, {min(r):.2f}–{max(r):.2f})')" "$1" "$2"; }
 P99_ROUNDS=$(p99_pairs "${R[n204]}" "${R[gh]}")
 P99_AA=$(p99_pairs "${R[n204]}" "${R[n204b]}")
+P99_REQ=$(p99_pairs "${R[n204req]}" "${R[gh]}")
+R_REQ=$(ratio "$N204REQ_RPS" "$N204_RPS")
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 git diff --quiet HEAD 2>/dev/null || COMMIT="$COMMIT with uncommitted changes"
 CPU=$(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//')
@@ -299,6 +305,7 @@ nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), $("$APACHE" -v | awk -F/ '/vers
 |---|---:|---:|
 | nginx \`return 204\` | $N204_RPS | ${N204_P99} ms |
 | gatehouse \`/authz/forward\`, cached RS256 token (the IdP's, ${#TOKEN} bytes) | $GH_RPS | ${GH_P99} ms |
+| nginx \`return 204\` asked gatehouse's request (the forwarded headers and the token) | $N204REQ_RPS | ${N204REQ_P99} ms |
 | nginx → backend (no auth; the backend is a second nginx process) | $PLAIN_RPS | ${PLAIN_P99} ms |
 | nginx → \`auth_request\` gatehouse → backend | $AUTH_RPS | ${AUTH_P99} ms |
 | nginx → \`auth_request\` nginx \`return 204\` → backend (an auth server that does nothing, a process of its own; minimal config) | $FLOOR_RPS | ${FLOOR_P99} ms |
@@ -309,6 +316,7 @@ nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), $("$APACHE" -v | awk -F/ '/vers
 
 - gatehouse / nginx \`return 204\` throughput: **$R_THROUGHPUT** (target ≥ 0.9), p99 ${GH_P99} ms against nginx's ${N204_P99} ms (medians; round by round, gatehouse/nginx: $P99_ROUNDS)
 - the noise floor of that comparison, nginx \`return 204\` against itself in the same rounds (A/A: the run after gatehouse in odd rounds, before it in even rounds, against the other): $P99_AA. Before the runs, a loop reading the clock lost $ST0_PCT% of CPU 0's time in $ST0_N gaps of 50 µs or more (longest $ST0_MAX ms) and $ST1_PCT% of CPU 1's ($ST1_N, longest $ST1_MAX ms), with nothing of ours running: the tails are mostly such stalls
+- what the request's size alone costs: nginx \`return 204\` asked gatehouse's request serves $R_REQ of its bare-request rate; gatehouse's p99 against that nginx's, round by round: $P99_REQ
 - gatehouse behind nginx, against an auth server that does nothing (floor / with gatehouse, requests/s, the same client requests): **${R_BEHIND}x** (target ≤ 1.10, the shipped config included); of that, the shipped config itself (floor / shipped config with the do-nothing server): ${R_CONFIG}x
 - adding auth at all (plain / with gatehouse): ${R_OVERHEAD}x, p99 ${R_P99_OVERHEAD}x; with the do-nothing auth server: ${R_FLOOR}x
 - gatehouse / Apache mod_auth_openidc: **${R_APACHE}x** (Apache / nginx \`return 204\`: $R_APACHE_204)
