@@ -55,22 +55,25 @@ struct Counts {
     pending: Vec<UsageRow>,
 }
 
+/// A decision's key as `record` is given it (borrowed; [`Key`] owns its names).
+#[derive(Debug, Clone, Copy, Hash)]
+struct KeyRef<'a> {
+    minute: i64,
+    user: &'a str,
+    host: &'a str,
+    rule: i64,
+    result: &'a str,
+    reason: &'a str,
+}
+
 impl Key {
-    fn is(
-        &self,
-        minute: i64,
-        user: &str,
-        host: &str,
-        rule: i64,
-        result: &str,
-        reason: &str,
-    ) -> bool {
-        self.minute == minute
-            && self.rule == rule
-            && self.result == result
-            && self.reason == reason
-            && self.user == user
-            && self.host == host
+    fn is(&self, k: &KeyRef<'_>) -> bool {
+        self.minute == k.minute
+            && self.rule == k.rule
+            && self.result == k.result
+            && self.reason == k.reason
+            && self.user == k.user
+            && self.host == k.host
     }
 }
 
@@ -83,18 +86,9 @@ pub struct Usage {
 }
 
 impl Usage {
-    fn hash_of(
-        &self,
-        minute: i64,
-        user: &str,
-        host: &str,
-        rule: i64,
-        result: &str,
-        reason: &str,
-    ) -> u64 {
+    fn hash_of(&self, k: &KeyRef<'_>) -> u64 {
         // foldhash: keyed per process like SipHash, a fraction of its cost.
-        self.keys
-            .hash_one((minute, user, host, rule, result, reason))
+        self.keys.hash_one(k)
     }
 
     /// Counts one decision at `at` (Unix seconds).
@@ -118,17 +112,24 @@ impl Usage {
         } else {
             (user, host)
         };
+        let key = KeyRef {
+            minute,
+            user,
+            host,
+            rule,
+            result,
+            reason,
+        };
         if let Some((k, n)) = c.last.and_then(|i| c.rows.get_mut(i)) {
-            if k.is(minute, user, host, rule, result, reason) {
+            if k.is(&key) {
                 *n += 1;
                 return;
             }
         }
-        let h = self.hash_of(minute, user, host, rule, result, reason);
-        let bucket = c.by_hash.entry(h).or_default();
+        let bucket = c.by_hash.entry(self.hash_of(&key)).or_default();
         for &i in bucket.iter() {
             let (k, n) = &mut c.rows[i as usize];
-            if k.is(minute, user, host, rule, result, reason) {
+            if k.is(&key) {
                 *n += 1;
                 c.last = Some(i as usize);
                 return;
