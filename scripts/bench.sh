@@ -231,9 +231,9 @@ echo "   CPU 0 lost $ST0_PCT% ($ST0_N gaps, longest $ST0_MAX ms); CPU 1 lost $ST
 echo "== measuring: $ROUNDS interleaved rounds, ${DUR}s per setup, $CONNS connections"
 # Machines like this one are noisy (runs of the same setup differ by 30%), so every
 # setup runs once per round, rounds interleave, and the medians are reported.
-# nginx `return 204` runs twice a round, before and after gatehouse (which of
-# the two comes first alternates): the pair of them is the noise floor of
-# comparing two runs (A/A), and gatehouse is compared with the first.
+# nginx `return 204` runs twice a round, before and after gatehouse (n204 before
+# it in odd rounds, after it in even ones): the pair of them is the noise floor
+# of comparing two runs (A/A), and gatehouse is compared with n204.
 declare -A R
 for round in $(seq 1 "$ROUNDS"); do
   if [ $((round % 2)) = 1 ]; then first=n204; second=n204b; else first=n204b; second=n204; fi
