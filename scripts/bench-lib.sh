@@ -119,3 +119,44 @@ while True:
 print(f"{100 * lost / (secs * 1e9):.1f} {longest / 1e6:.1f} {n}")
 PY
 }
+
+# The fast-path benchmarks' setup (bench-fast.sh, bench-tail.sh), from the
+# repository's root: in a fresh directory W, the test IdP, gatehouse ($GH, or a
+# release build) trusting it and nginx `return 204`, both servers on CPU 0;
+# all stopped and W removed on exit. Sets W, PIDS, GH, P_GH, P_204 and
+# IDP_TOKEN (an access token from the IdP).
+fast_setup() {
+  local nginx p_idp
+  nginx=$(command -v nginx || echo /usr/sbin/nginx)
+  if [ -z "${GH:-}" ]; then cargo build --release -q; GH="$(pwd)/target/release/gatehouse"; fi
+  [ -f tests/idp/node_modules/oidc-provider/package.json ] || npm ci --prefix tests/idp --no-audit --no-fund --loglevel=error
+  W=$(mktemp -d); PIDS=()
+  trap fast_cleanup EXIT
+  p_idp=$(port); P_GH=$(port); P_204=$(port)
+  start_idp "$W" "$p_idp"
+  IDP_TOKEN=$(idp_token "$p_idp")
+  base_config "$W/gatehouse.toml" "127.0.0.1:$P_GH" "[[issuers]]
+issuer = \"http://127.0.0.1:$p_idp\"
+allow_insecure_http = true
+audiences = [\"gatehouse\"]"
+  GATEHOUSE_LOG=warn taskset -c 0 "$GH" serve --config "$W/gatehouse.toml" 2>"$W/gatehouse.log" &
+  PIDS+=($!)
+  wait_port "$P_GH"
+  local user_line=""; [ "$(id -u)" = 0 ] && user_line="user root;"
+  mkdir -p "$W/tmp"
+  cat > "$W/nginx.conf" <<NGINX
+$user_line
+worker_processes 1; worker_cpu_affinity 01; pid $W/nginx.pid; error_log $W/nginx-error.log warn;
+events { worker_connections 4096; }
+http { access_log off; client_body_temp_path $W/tmp/body; proxy_temp_path $W/tmp/proxy;
+  fastcgi_temp_path $W/tmp/fcgi; uwsgi_temp_path $W/tmp/uwsgi; scgi_temp_path $W/tmp/scgi;
+  server { listen 127.0.0.1:$P_204; location / { return 204; } } }
+NGINX
+  taskset -c 0 "$nginx" -p "$W" -c "$W/nginx.conf"
+  wait_port "$P_204"
+}
+fast_cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -f "$W/nginx.pid" ] && kill "$(cat "$W/nginx.pid")" 2>/dev/null || true
+  sleep 0.2; rm -rf "$W"
+}

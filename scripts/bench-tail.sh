@@ -10,41 +10,12 @@
 # Needs: nginx, wrk, node (tests/idp). Usage: scripts/bench-tail.sh [seconds] (env: ROUNDS=10, CONNS=16, GH=binary)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$(pwd)
 . scripts/bench-lib.sh
 DUR=${1:-5}; ROUNDS=${ROUNDS:-10}; CONNS=${CONNS:-16}
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-if [ -z "${GH:-}" ]; then cargo build --release -q; GH="$ROOT/target/release/gatehouse"; fi
-[ -f tests/idp/node_modules/oidc-provider/package.json ] || npm ci --prefix tests/idp --no-audit --no-fund --loglevel=error
-W=$(mktemp -d); PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  [ -f "$W/nginx.pid" ] && kill "$(cat "$W/nginx.pid")" 2>/dev/null || true; sleep 0.2; rm -rf "$W"; }
-trap cleanup EXIT
-P_IDP=$(port); P_GH=$(port); P_204=$(port)
-start_idp "$W" "$P_IDP"
-TOKEN=$(idp_token "$P_IDP")
-base_config "$W/gatehouse.toml" "127.0.0.1:$P_GH" "[[issuers]]
-issuer = \"http://127.0.0.1:$P_IDP\"
-allow_insecure_http = true
-audiences = [\"gatehouse\"]"
-GATEHOUSE_LOG=warn taskset -c 0 "$GH" serve --config "$W/gatehouse.toml" 2>"$W/gatehouse.log" &
-PIDS+=($!)
-wait_port "$P_GH"
-USER_LINE=""; [ "$(id -u)" = 0 ] && USER_LINE="user root;"
-mkdir -p "$W/tmp"
-cat > "$W/nginx.conf" <<NGINX
-$USER_LINE
-worker_processes 1; worker_cpu_affinity 01; pid $W/nginx.pid; error_log $W/nginx-error.log warn;
-events { worker_connections 4096; }
-http { access_log off; client_body_temp_path $W/tmp/body; proxy_temp_path $W/tmp/proxy;
-  fastcgi_temp_path $W/tmp/fcgi; uwsgi_temp_path $W/tmp/uwsgi; scgi_temp_path $W/tmp/scgi;
-  server { listen 127.0.0.1:$P_204; location / { return 204; } } }
-NGINX
-taskset -c 0 "$NGINX" -p "$W" -c "$W/nginx.conf"
-wait_port "$P_204"
+fast_setup
 # wrk prints "RES requests p50 p90 p99 p99.9" (microseconds) when done.
 PCT='done = function(s, l, r) io.write(string.format("RES %d %.0f %.0f %.0f %.0f\n", s.requests, l:percentile(50), l:percentile(90), l:percentile(99), l:percentile(99.9))) end'
-forward_lua "$W/fwd.lua" "$TOKEN" "/d/abc?orgId=1"
+forward_lua "$W/fwd.lua" "$IDP_TOKEN" "/d/abc?orgId=1"
 echo "$PCT" >> "$W/fwd.lua"
 echo "$PCT" > "$W/bare.lua"
 one() {  # one SETUP -> "SETUP rps p50 p90 p99 p99.9"
@@ -61,7 +32,7 @@ taskset -c 1 wrk -t1 -c4 -d2s -s "$W/fwd.lua" "http://127.0.0.1:$P_GH/authz/forw
 stalls 0 5 > "$W/stalls0" & stalls 1 5 > "$W/stalls1"; wait $!
 read -r S0 M0 _ < "$W/stalls0"; read -r S1 M1 _ < "$W/stalls1"
 echo "an idle CPU 0 lost $S0% of 5 s to stalls of 50 µs or more (longest $M0 ms), CPU 1 $S1% ($M1 ms)"
-echo "$ROUNDS rounds of ${DUR}s, $CONNS connections, token ${#TOKEN} bytes, at $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+echo "$ROUNDS rounds of ${DUR}s, $CONNS connections, token ${#IDP_TOKEN} bytes, at $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 for round in $(seq 1 "$ROUNDS"); do
   if [ $((round % 2)) = 1 ]; then order="n g r n2"; else order="n2 r g n"; fi
   for s in $order; do one "$s"; done
