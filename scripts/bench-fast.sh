@@ -15,6 +15,7 @@ forward_lua "$W/local.lua" "$LOCAL_TOKEN" "/d/abc?orgId=1"
 echo "tokens: IdP ${#IDP_TOKEN} bytes, local ${#LOCAL_TOKEN} bytes"
 run() { taskset -c 1 wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "$@" | wrk_summary; }
 taskset -c 1 wrk -t1 -c4 -d2s -s "$W/idp.lua" "http://127.0.0.1:$P_GH/authz/forward" >/dev/null
+pause_idp
 taskset -c 1 wrk -t1 -c4 -d1s -s "$W/local.lua" "http://127.0.0.1:$P_GH/authz/forward" >/dev/null
 declare -A R
 for round in $(seq 1 "$ROUNDS"); do

@@ -103,6 +103,7 @@ one() {  # one SETUP -> "SETUP rps p50 p90 p99 p99.9 q90.0 ... q99.9"
     awk -v s="$1" -v d="$DUR" '/^RES/ {$1 = s; $2 = int($2 / d); print}'
 }
 taskset -c 1 wrk -t1 -c4 -d2s -s "$W/fwd.lua" "http://127.0.0.1:$P_GH/authz/forward" >/dev/null
+pause_idp
 stalls 0 5 > "$W/stalls0" & stalls 1 5 > "$W/stalls1"; wait $!
 read -r S0 M0 _ < "$W/stalls0"; read -r S1 M1 _ < "$W/stalls1"
 echo "an idle CPU 0 lost $S0% of 5 s to stalls of 50 µs or more (longest $M0 ms), CPU 1 $S1% ($M1 ms)"
