@@ -61,21 +61,19 @@ def pooled(a, b, label):
     f = lambda idx: pooled_p99([runs[b][i] for i in idx]) / pooled_p99([runs[a][i] for i in idx])
     lo, hi = interval(f)
     print(f"  {label}: {pooled_p99(runs[b]):.0f} / {pooled_p99(runs[a]):.0f} µs = {f(every):.2f} (95% interval {lo:.2f}–{hi:.2f})")
+COMPARED = [("n", "g", "gatehouse / nginx"), ("n2", "g", "gatehouse / nginx again"),
+            ("r", "g", "gatehouse / nginx asked the same request"), ("n", "n2", "nginx again / nginx (A/A)")]
 print("p99 of all the rounds' requests together:")
-pooled("n", "g", "gatehouse / nginx")
-pooled("n2", "g", "gatehouse / nginx again")
-pooled("r", "g", "gatehouse / nginx asked the same request")
-pooled("n", "n2", "nginx again / nginx (A/A)")
+for a, b, label in COMPARED:
+    pooled(a, b, label)
 def pairs(a, b, label):
     f = lambda idx: st.median(runs[b][i][3] / runs[a][i][3] for i in idx)
     r = [runs[b][i][3] / runs[a][i][3] for i in every]
     lo, hi = interval(f)
     print(f"  {label}: median {f(every):.2f} (95% interval {lo:.2f}–{hi:.2f}; range {min(r):.2f}–{max(r):.2f}), no worse in {sum(v <= 1 for v in r)} of {len(r)}")
 print("p99 round by round:")
-pairs("n", "g", "gatehouse / nginx")
-pairs("n2", "g", "gatehouse / nginx again")
-pairs("r", "g", "gatehouse / nginx asked the same request")
-pairs("n", "n2", "nginx again / nginx (A/A)")
+for a, b, label in COMPARED:
+    pairs(a, b, label)
 PY
 }
 if [ "${1:-}" = --analyse ]; then shift; analyse "$@"; exit; fi
