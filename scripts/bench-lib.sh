@@ -128,6 +128,13 @@ print(f"{100 * lost / (secs * 1e9):.1f} {longest / 1e6:.1f} {n}")
 PY
 }
 
+# stalls on CPUs 0 and 1 at once for $1 seconds (files in $W); sets ST0_PCT,
+# ST0_MAX, ST0_N and ST1_PCT, ST1_MAX, ST1_N.
+stalls_both() {
+  stalls 0 "$1" > "$W/stalls0" & stalls 1 "$1" > "$W/stalls1"; wait $!
+  read -r ST0_PCT ST0_MAX ST0_N < "$W/stalls0"; read -r ST1_PCT ST1_MAX ST1_N < "$W/stalls1"
+}
+
 # The fast-path benchmarks' setup (bench-fast.sh, bench-tail.sh), from the
 # repository's root: in a fresh directory W, the test IdP, gatehouse ($GH, or a
 # release build) trusting it and nginx `return 204`, both servers on CPU 0;

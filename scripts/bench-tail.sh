@@ -102,9 +102,8 @@ one() {  # one SETUP -> "SETUP rps p50 p90 p99 p99.9 q90.0 ... q99.9"
 }
 taskset -c 1 wrk -t1 -c4 -d2s -s "$W/fwd.lua" "http://127.0.0.1:$P_GH/authz/forward" >/dev/null
 pause_idp
-stalls 0 5 > "$W/stalls0" & stalls 1 5 > "$W/stalls1"; wait $!
-read -r S0 M0 _ < "$W/stalls0"; read -r S1 M1 _ < "$W/stalls1"
-echo "an idle CPU 0 lost $S0% of 5 s to stalls of 50 µs or more (longest $M0 ms), CPU 1 $S1% ($M1 ms)"
+stalls_both 5
+echo "an idle CPU 0 lost $ST0_PCT% of 5 s to stalls of 50 µs or more (longest $ST0_MAX ms), CPU 1 $ST1_PCT% ($ST1_MAX ms)"
 echo "$ROUNDS rounds of ${DUR}s, $CONNS connections, token ${#IDP_TOKEN} bytes, at $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 for round in $(seq 1 "$ROUNDS"); do
   if [ $((round % 2)) = 1 ]; then order="n g r n2"; else order="n2 r g n"; fi

@@ -226,8 +226,7 @@ taskset -c 1 wrk -t1 -c4 -d2s -s "$W/bearer.lua" "http://127.0.0.1:$P_APACHE/aut
 pause_idp  # gatehouse holds its keys; the IdP's own CPU bursts stay out of the runs
 
 echo "== stalls: a clock-reading loop on each CPU for 5 s, the servers idle"
-stalls 0 5 > "$W/stalls0" & stalls 1 5 > "$W/stalls1"; wait $!
-read -r ST0_PCT ST0_MAX ST0_N < "$W/stalls0"; read -r ST1_PCT ST1_MAX ST1_N < "$W/stalls1"
+stalls_both 5
 echo "   CPU 0 lost $ST0_PCT% ($ST0_N gaps, longest $ST0_MAX ms); CPU 1 lost $ST1_PCT% ($ST1_N gaps, longest $ST1_MAX ms)"
 
 echo "== measuring: $ROUNDS interleaved rounds, ${DUR}s per setup, $CONNS connections"
