@@ -3,7 +3,7 @@
 # /authz/forward with a cached token — the test IdP's RS256 access token (the one
 # scripts/bench.sh uses) and a short locally minted one — in interleaved rounds.
 # For trying a change in minutes; scripts/bench.sh is the record.
-# Needs: nginx, wrk, node (tests/idp). Usage: scripts/bench-fast.sh [seconds] (env: ROUNDS=3, CONNS=16, GH=binary)
+# Needs: nginx, wrk, node (tests/idp). Usage: scripts/bench-fast.sh [seconds] (env: ROUNDS=3, CONNS=16, GH=binary, AWAKE=1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/bench-lib.sh
@@ -16,6 +16,8 @@ echo "tokens: IdP ${#IDP_TOKEN} bytes, local ${#LOCAL_TOKEN} bytes"
 run() { taskset -c 1 wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "$@" | wrk_summary; }
 taskset -c 1 wrk -t1 -c4 -d2s -s "$W/idp.lua" "http://127.0.0.1:$P_GH/authz/forward" >/dev/null
 pause_idp
+hold_awake
+echo "CPUs held out of halt: $AWAKE_STATE"
 taskset -c 1 wrk -t1 -c4 -d1s -s "$W/local.lua" "http://127.0.0.1:$P_GH/authz/forward" >/dev/null
 declare -A R
 for round in $(seq 1 "$ROUNDS"); do

@@ -10,8 +10,10 @@
 # comparison), each with a 95% interval (rounds resampled). With ROUNDS=30
 # the interval, not the point, is what a verdict rests on.
 # For judging a change to the tail in minutes; scripts/bench.sh is the record.
-# Needs: nginx, wrk, node (tests/idp). Usage: scripts/bench-tail.sh [seconds] (env: ROUNDS=10, CONNS=16, GH=binary, OUT=file
-# for the raw rounds); scripts/bench-tail.sh --analyse FILE... pools saved runs.
+# Needs: nginx, wrk, node (tests/idp). Usage: scripts/bench-tail.sh [seconds]
+# (env: ROUNDS=10, CONNS=16, GH=binary, OUT=file for the raw rounds, AWAKE=0 to
+# let the CPUs halt: see hold_awake in scripts/bench-lib.sh);
+# scripts/bench-tail.sh --analyse FILE... pools saved runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/bench-lib.sh
@@ -28,10 +30,10 @@ for s in ("n", "g", "r", "n2"):
     col = list(zip(*runs[s]))
     print(f"{names[s]:28} {st.median(col[0]):8.0f} {st.median(col[1]):6.0f} {st.median(col[2]):6.0f} {st.median(col[3]):7.0f} {st.median(col[4]):7.0f}")
 P = [90 + k / 10 for k in range(100)]
-def pooled_p99(rows):
-    # The p99 of all of a setup's requests in the given rounds: the x at which
-    # the rounds' CDFs, weighted by their requests, reach 0.99. Each round's
-    # CDF is read off its quantile function between p90 and p99.9.
+def pooled_q(rows, p=99):
+    # The p-th percentile of all of a setup's requests in the given rounds: the
+    # x at which the rounds' CDFs, weighted by their requests, reach p/100.
+    # Each round's CDF is read off its quantile function between p90 and p99.9.
     def cdf(q, x):
         i = bisect.bisect_right(q, x)
         if i == 0:
@@ -45,7 +47,7 @@ def pooled_p99(rows):
     lo, hi = min(r[5] for r in rows), max(r[-1] for r in rows)
     for _ in range(40):
         mid = (lo + hi) / 2
-        if sum(r[0] * cdf(r[5:], mid) for r in rows) >= 0.99 * total:
+        if sum(r[0] * cdf(r[5:], mid) for r in rows) >= p / 100 * total:
             hi = mid
         else:
             lo = mid
@@ -58,11 +60,19 @@ def interval(stat):
     return vals[25], vals[974]
 every = list(range(len(runs["n"])))
 def pooled(a, b, label):
-    f = lambda idx: pooled_p99([runs[b][i] for i in idx]) / pooled_p99([runs[a][i] for i in idx])
+    f = lambda idx: pooled_q([runs[b][i] for i in idx]) / pooled_q([runs[a][i] for i in idx])
     lo, hi = interval(f)
-    print(f"  {label}: {pooled_p99(runs[b]):.0f} / {pooled_p99(runs[a]):.0f} µs = {f(every):.2f} (95% interval {lo:.2f}–{hi:.2f})")
+    print(f"  {label}: {pooled_q(runs[b]):.0f} / {pooled_q(runs[a]):.0f} µs = {f(every):.2f} (95% interval {lo:.2f}–{hi:.2f})")
 COMPARED = [("n", "g", "gatehouse / nginx"), ("n2", "g", "gatehouse / nginx again"),
-            ("r", "g", "gatehouse / nginx asked the same request"), ("n", "n2", "nginx again / nginx (A/A)")]
+            ("r", "g", "gatehouse / nginx asked the same request"), ("n", "n2", "nginx again / nginx (A/A)"),
+            ("n", "r", "nginx asked gatehouse's request / nginx (the request alone)")]
+# Where the body of the latencies ends and the machine's stalls begin: a p99
+# near that knee swings between the two from round to round.
+KNEE = [95, 98, 98.5, 99, 99.3, 99.5, 99.7]
+print("percentiles of all the rounds' requests together (µs):")
+print(f"{'':28} " + " ".join(f"{'p' + format(p, 'g'):>7}" for p in KNEE))
+for s in ("n", "g", "r", "n2"):
+    print(f"{names[s]:28} " + " ".join(f"{pooled_q(runs[s], p):7.0f}" for p in KNEE))
 print("p99 of all the rounds' requests together:")
 for a, b, label in COMPARED:
     pooled(a, b, label)
@@ -102,7 +112,9 @@ one() {  # one SETUP -> "SETUP rps p50 p90 p99 p99.9 q90.0 ... q99.9"
 }
 taskset -c 1 wrk -t1 -c4 -d2s -s "$W/fwd.lua" "http://127.0.0.1:$P_GH/authz/forward" >/dev/null
 pause_idp
+hold_awake
 stalls_both 5
+echo "CPUs held awake: $AWAKE_STATE"
 echo "an idle CPU 0 lost $ST0_PCT% of 5 s to stalls of 50 µs or more (longest $ST0_MAX ms), CPU 1 $ST1_PCT% ($ST1_MAX ms)"
 echo "$ROUNDS rounds of ${DUR}s, $CONNS connections, token ${#IDP_TOKEN} bytes, at $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 for round in $(seq 1 "$ROUNDS"); do

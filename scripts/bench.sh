@@ -13,7 +13,7 @@
 #
 # Needs: nginx, wrk, node (tests/idp), apache2 + libapache2-mod-auth-openidc;
 # installs what is missing on Debian.
-# Usage: scripts/bench.sh [seconds-per-run]   (env: ROUNDS=5, CONNS=16)
+# Usage: scripts/bench.sh [seconds-per-run]   (env: ROUNDS=5, CONNS=16, AWAKE=1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -224,6 +224,8 @@ echo "== warm-up"
 taskset -c 1 wrk -t1 -c4 -d2s -s "$W/fwd.lua" "http://127.0.0.1:$P_GH/authz/forward" >/dev/null
 taskset -c 1 wrk -t1 -c4 -d2s -s "$W/bearer.lua" "http://127.0.0.1:$P_APACHE/authz" >/dev/null
 pause_idp  # gatehouse holds its keys; the IdP's own CPU bursts stay out of the runs
+hold_awake # the VM's wake-ups out of the tails (AWAKE=0 lets the CPUs halt)
+echo "   CPUs held out of halt: $AWAKE_STATE"
 
 echo "== stalls: a clock-reading loop on each CPU for 5 s, the servers idle"
 stalls_both 5
@@ -300,6 +302,7 @@ SECTION=$(cat <<EOF
 Run: \`scripts/bench.sh $DUR\` on $(date -u +%Y-%m-%d) at $COMMIT, $CPU; servers pinned to CPU 0,
 \`wrk -t1 -c$CONNS -d${DUR}s\` pinned to CPU 1, loopback, keep-alive; medians of $ROUNDS interleaved rounds.
 CPU time stolen by the hypervisor during the runs: ${STEAL}% (above a few percent, the numbers are noise).
+CPUs held out of halt (\`hold_awake\` in scripts/bench-lib.sh): $AWAKE_STATE.
 nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), $("$APACHE" -v | awk -F/ '/version/ {print $2}' | awk '{print $1}') with mod_auth_openidc $(dpkg-query -W -f='${Version}' libapache2-mod-auth-openidc 2>/dev/null || echo '?').
 
 | setup | requests/s | p99 |
