@@ -111,15 +111,18 @@ resume_all() { for p in "${PIDS[@]}"; do kill -CONT "$p" 2>/dev/null || true; do
 # waits up to milliseconds for the host to run it again (its haltpoll
 # governor has guest_halt_poll_ns = 0: it never polls), and those wake-ups
 # are most of every server's p99 here. The request lasts as long as the file
-# stays open: the helper is in PIDS, so the cleanups end it. Sets AWAKE_STATE.
+# stays open: the helper is in PIDS, so the cleanups end it, and it also ends
+# itself within a second of the script's death (a kill -9 runs no cleanup).
+# Sets AWAKE_STATE.
 hold_awake() {
   AWAKE_STATE="off (AWAKE=0)"
   [ "${AWAKE:-1}" = 1 ] || return 0
   if [ ! -w /dev/cpu_dma_latency ]; then AWAKE_STATE="off (/dev/cpu_dma_latency not writable)"; return 0; fi
-  python3 -c 'import signal, struct, sys, time
+  python3 -c 'import os, signal, struct, sys, time
+parent = os.getppid()
 f = open("/dev/cpu_dma_latency", "wb", buffering=0); f.write(struct.pack("i", 0))
 signal.signal(signal.SIGTERM, lambda *a: sys.exit(0)); print("held", flush=True)
-while True: time.sleep(3600)' > "$W/awake" &
+while os.getppid() == parent: time.sleep(1)' > "$W/awake" &
   PIDS+=($!)
   for _ in $(seq 1 50); do grep -q held "$W/awake" 2>/dev/null && break; sleep 0.1; done
   if grep -q held "$W/awake"; then AWAKE_STATE="on (cpu_dma_latency 0)"; else AWAKE_STATE="off (request failed)"; fi
