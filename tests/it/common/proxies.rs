@@ -39,16 +39,33 @@ pub fn program(name: &str, hint: &str) -> PathBuf {
     panic!("{name} is not installed; {hint} (scripts/test.sh installs it)");
 }
 
-/// A proxy process, killed when dropped.
+/// A proxy process, stopped when dropped.
 pub struct Proxy {
     pub name: &'static str,
     pub addr: SocketAddr,
     child: Child,
+    /// How to ask it to stop with everything it started (nginx: its workers
+    /// outlive a killed master); a kill follows if it has not within 5 s.
+    stop: Option<Command>,
     pub dir: tempfile::TempDir,
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
+        if let Some(stop) = self.stop.as_mut() {
+            let asked = stop
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            let start = Instant::now();
+            while asked && start.elapsed() < Duration::from_secs(5) {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -70,7 +87,13 @@ fn wait_listening(name: &str, addr: SocketAddr, child: &mut Child, log: &Path) {
     panic!("{name} did not listen on {addr} within 20s");
 }
 
-fn spawn(name: &'static str, mut cmd: Command, addr: SocketAddr, dir: tempfile::TempDir) -> Proxy {
+fn spawn(
+    name: &'static str,
+    mut cmd: Command,
+    stop: Option<Command>,
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+) -> Proxy {
     let log = dir.path().join("proxy.log");
     let f = std::fs::File::create(&log).unwrap();
     cmd.stdout(Stdio::from(f.try_clone().unwrap()))
@@ -83,6 +106,7 @@ fn spawn(name: &'static str, mut cmd: Command, addr: SocketAddr, dir: tempfile::
         name,
         addr,
         child,
+        stop,
         dir,
     }
 }
@@ -128,13 +152,22 @@ pub fn nginx(gatehouse: SocketAddr, backend: SocketAddr) -> Proxy {
         "{user}worker_processes 1;\npid {dp}/nginx.pid;\nerror_log {dp}/error.log info;\nevents {{ worker_connections 512; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {dp}/tmp/body;\n  proxy_temp_path {dp}/tmp/proxy;\n  fastcgi_temp_path {dp}/tmp/fastcgi;\n  uwsgi_temp_path {dp}/tmp/uwsgi;\n  scgi_temp_path {dp}/tmp/scgi;\n  include {dp}/gatehouse-http.conf;\n  include {dp}/site.conf;\n}}\n"
     );
     std::fs::write(d.join("nginx.conf"), main).unwrap();
-    let mut cmd = Command::new(bin);
+    let mut cmd = Command::new(&bin);
     cmd.arg("-p")
         .arg(d)
         .arg("-c")
         .arg(d.join("nginx.conf"))
         .args(["-g", "daemon off;"]);
-    spawn("nginx", cmd, addr, dir)
+    // nginx's own fast shutdown (SIGTERM to the master through its pid file):
+    // the master stops its worker before it exits. A killed master's worker
+    // lives on, orphaned, and two were left behind by every run.
+    let mut stop = Command::new(&bin);
+    stop.arg("-p")
+        .arg(d)
+        .arg("-c")
+        .arg(d.join("nginx.conf"))
+        .args(["-s", "stop"]);
+    spawn("nginx", cmd, Some(stop), addr, dir)
 }
 
 /// Caddy with `caddy/Caddyfile` (site address made plain http on a free port).
@@ -171,7 +204,7 @@ pub fn caddy(gatehouse: SocketAddr, backend: SocketAddr) -> Proxy {
         .env("HOME", d)
         .env("XDG_DATA_HOME", d.join("xdg-data"))
         .env("XDG_CONFIG_HOME", d.join("xdg-config"));
-    spawn("caddy", cmd, addr, dir)
+    spawn("caddy", cmd, None, addr, dir)
 }
 
 /// Traefik with `traefik/traefik.yml` and `traefik/dynamic.yml`.
@@ -206,5 +239,5 @@ pub fn traefik(gatehouse: SocketAddr, backend: SocketAddr) -> Proxy {
     .unwrap();
     let mut cmd = Command::new(bin);
     cmd.arg(format!("--configFile={}", d.join("traefik.yml").display()));
-    spawn("traefik", cmd, addr, dir)
+    spawn("traefik", cmd, None, addr, dir)
 }
