@@ -152,21 +152,19 @@ pub fn nginx(gatehouse: SocketAddr, backend: SocketAddr) -> Proxy {
         "{user}worker_processes 1;\npid {dp}/nginx.pid;\nerror_log {dp}/error.log info;\nevents {{ worker_connections 512; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {dp}/tmp/body;\n  proxy_temp_path {dp}/tmp/proxy;\n  fastcgi_temp_path {dp}/tmp/fastcgi;\n  uwsgi_temp_path {dp}/tmp/uwsgi;\n  scgi_temp_path {dp}/tmp/scgi;\n  include {dp}/gatehouse-http.conf;\n  include {dp}/site.conf;\n}}\n"
     );
     std::fs::write(d.join("nginx.conf"), main).unwrap();
-    let mut cmd = Command::new(&bin);
-    cmd.arg("-p")
-        .arg(d)
-        .arg("-c")
-        .arg(d.join("nginx.conf"))
-        .args(["-g", "daemon off;"]);
-    // nginx's own fast shutdown (SIGTERM to the master through its pid file):
-    // the master stops its worker before it exits. A killed master's worker
-    // lives on, orphaned, and two were left behind by every run.
-    let mut stop = Command::new(&bin);
-    stop.arg("-p")
-        .arg(d)
-        .arg("-c")
-        .arg(d.join("nginx.conf"))
-        .args(["-s", "stop"]);
+    let nginx_cmd = |args: [&str; 2]| {
+        let mut c = Command::new(&bin);
+        c.arg("-p")
+            .arg(d)
+            .arg("-c")
+            .arg(d.join("nginx.conf"))
+            .args(args);
+        c
+    };
+    // Stopped by nginx's own fast shutdown (SIGTERM to the master through its
+    // pid file): the master stops its worker before it exits. A killed
+    // master's worker lives on, orphaned; two were left behind by every run.
+    let (cmd, stop) = (nginx_cmd(["-g", "daemon off;"]), nginx_cmd(["-s", "stop"]));
     spawn("nginx", cmd, Some(stop), addr, dir)
 }
 
