@@ -24,9 +24,11 @@ runs = {}
 for line in (l for f in sys.argv[1:] for l in open(f)):
     s, *v = line.split()
     runs.setdefault(s, []).append([float(x) for x in v])
-names = {"n": "nginx return 204", "g": "gatehouse, cached token", "r": "nginx, gatehouse's request", "n2": "nginx return 204 again"}
+names = {"n": "nginx return 204", "g": "gatehouse, cached token", "r": "nginx, gatehouse's request", "n2": "nginx return 204 again",
+         "z": "null server, bare request", "y": "null server, gatehouse's req"}
+SETUPS = [s for s in ("n", "g", "r", "n2", "z", "y") if s in runs]
 print(f"{'':28} {'req/s':>8} {'p50':>6} {'p90':>6} {'p99':>7} {'p99.9':>7}  (medians of the rounds, µs)")
-for s in ("n", "g", "r", "n2"):
+for s in SETUPS:
     col = list(zip(*runs[s]))
     print(f"{names[s]:28} {st.median(col[0]):8.0f} {st.median(col[1]):6.0f} {st.median(col[2]):6.0f} {st.median(col[3]):7.0f} {st.median(col[4]):7.0f}")
 P = [90 + k / 10 for k in range(100)]
@@ -66,12 +68,16 @@ def pooled(a, b, label):
 COMPARED = [("n", "g", "gatehouse / nginx"), ("n2", "g", "gatehouse / nginx again"),
             ("r", "g", "gatehouse / nginx asked the same request"), ("n", "n2", "nginx again / nginx (A/A)"),
             ("n", "r", "nginx asked gatehouse's request / nginx (the request alone)")]
+if "y" in runs:
+    COMPARED += [("z", "y", "null server: gatehouse's request / bare (the request alone)"),
+                 ("n", "y", "null server with gatehouse's request / nginx (the floor)"),
+                 ("y", "g", "gatehouse / null server, the same request")]
 # Where the body of the latencies ends and the machine's stalls begin: a p99
 # near that knee swings between the two from round to round.
 KNEE = [95, 98, 98.5, 99, 99.3, 99.5, 99.7]
 print("percentiles of all the rounds' requests together (µs):")
 print(f"{'':28} " + " ".join(f"{'p' + format(p, 'g'):>7}" for p in KNEE))
-for s in ("n", "g", "r", "n2"):
+for s in SETUPS:
     print(f"{names[s]:28} " + " ".join(f"{pooled_q(runs[s], p):7.0f}" for p in KNEE))
 print("p99 of all the rounds' requests together:")
 for a, b, label in COMPARED:
@@ -89,6 +95,18 @@ PY
 if [ "${1:-}" = --analyse ]; then shift; analyse "$@"; exit; fi
 DUR=${1:-5}; ROUNDS=${ROUNDS:-10}; CONNS=${CONNS:-16}
 fast_setup
+# The floor: a server that does nothing but find where each request head ends
+# and answer a fixed 204 (scripts/null-server.c, epoll, one read and one write a
+# request). What it needs for gatehouse's request is what that request costs
+# any server on this machine. NULL=0 leaves it out (no C compiler needed).
+SETUPS="n g r n2"
+if [ "${NULL:-1}" = 1 ]; then
+  P_NULL=$(port)
+  cc -O2 -o "$W/null-server" scripts/null-server.c
+  taskset -c 0 "$W/null-server" "$P_NULL" & PIDS+=($!)
+  wait_port "$P_NULL"
+  SETUPS="n g r z y n2"
+fi
 # wrk prints "RES requests p50 p90 p99 p99.9" and then the tail's quantile
 # function, p90 to p99.9 in steps of 0.1 (microseconds), when done.
 PCT='done = function(s, l, r)
@@ -106,6 +124,8 @@ one() {  # one SETUP -> "SETUP rps p50 p90 p99 p99.9 q90.0 ... q99.9"
     n|n2) url="http://127.0.0.1:$P_204/"; script="$W/bare.lua" ;;
     g) url="http://127.0.0.1:$P_GH/authz/forward"; script="$W/fwd.lua" ;;
     r) url="http://127.0.0.1:$P_204/authz/forward"; script="$W/fwd.lua" ;;
+    z) url="http://127.0.0.1:$P_NULL/"; script="$W/bare.lua" ;;
+    y) url="http://127.0.0.1:$P_NULL/authz/forward"; script="$W/fwd.lua" ;;
   esac
   taskset -c 1 wrk -t1 -c"$CONNS" -d"${DUR}s" -s "$script" "$url" |
     awk -v s="$1" -v d="$DUR" '/^RES/ {$1 = s; $2 = int($2 / d); print}'
@@ -118,7 +138,7 @@ echo "CPUs held awake: $AWAKE_STATE"
 echo "an idle CPU 0 lost $ST0_PCT% of 5 s to stalls of 50 µs or more (longest $ST0_MAX ms), CPU 1 $ST1_PCT% ($ST1_MAX ms)"
 echo "$ROUNDS rounds of ${DUR}s, $CONNS connections, token ${#IDP_TOKEN} bytes, at $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 for round in $(seq 1 "$ROUNDS"); do
-  if [ $((round % 2)) = 1 ]; then order="n g r n2"; else order="n2 r g n"; fi
+  if [ $((round % 2)) = 1 ]; then order=$SETUPS; else order=$(echo "$SETUPS" | tr ' ' '\n' | tac | tr '\n' ' '); fi
   for s in $order; do one "$s"; done
 done > "$W/results"
 [ -z "${OUT:-}" ] || cp "$W/results" "$OUT"
