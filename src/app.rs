@@ -5,6 +5,8 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+
+use crate::snapshot::Sparse;
 use ipnet::IpNet;
 
 use crate::audit::log::AuditLog;
@@ -41,7 +43,7 @@ pub struct Inner {
     pub local: Option<Arc<LocalSigner>>,
     pub metrics: Arc<Metrics>,
     /// Revoked tokens; replaced as a whole by `service::sessions`.
-    pub revocations: Arc<ArcSwap<Revocations>>,
+    pub revocations: Arc<Sparse<Revocations>>,
     pub clock: SharedClock,
     pub trusted_proxies: Arc<[IpNet]>,
     /// `server.public_url` without a trailing slash.
@@ -152,7 +154,7 @@ pub async fn build_state(config: Config, clock: Option<SharedClock>) -> anyhow::
     ));
     let config = Arc::new(config);
     let policy = Arc::new(ArcSwap::from_pointee(policy));
-    let revocations = Arc::new(ArcSwap::from_pointee(revocations));
+    let revocations = Arc::new(Sparse::new(revocations));
     let usage = Arc::new(Usage::default());
     let trusted_proxies: Arc<[IpNet]> = config.server.trusted_proxies.clone().into();
     let secs = |d: std::time::Duration| d.as_secs() as i64;

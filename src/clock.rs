@@ -17,7 +17,7 @@
 //!
 //! Both are seconds since the Unix epoch.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Seconds since the Unix epoch.
@@ -36,6 +36,24 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
     /// System clock steps seen so far (for the metrics).
     fn steps(&self) -> u64 {
         0
+    }
+    /// Nanoseconds on a clock that never steps, from some fixed point: for
+    /// durations and for knowing when a second has passed.
+    fn stamp(&self) -> i64 {
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        START
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_nanos()
+            .try_into()
+            .unwrap_or(i64::MAX)
+    }
+    /// [`Clock::now_and_wall`] and the [`Clock::stamp`] they were read at:
+    /// the decision path's one look at the time before it decides.
+    fn now_wall_stamp(&self) -> (i64, i64, i64) {
+        let stamp = self.stamp();
+        let (now, wall) = self.now_and_wall();
+        (now, wall, stamp)
     }
 }
 
@@ -90,17 +108,21 @@ impl Clock for ManualClock {
 pub trait TimeSource: Send + Sync + std::fmt::Debug {
     /// The wall clock (may step).
     fn wall_ms(&self) -> i64;
-    /// Time passed since some fixed point, never stepping (including time
-    /// the machine was suspended).
-    fn elapsed_ms(&self) -> i64;
+    /// Time passed since some fixed point, in nanoseconds, never stepping
+    /// (including time the machine was suspended).
+    fn elapsed_ns(&self) -> i64;
+    /// [`TimeSource::elapsed_ns`] in milliseconds.
+    fn elapsed_ms(&self) -> i64 {
+        self.elapsed_ns().div_euclid(1_000_000)
+    }
 }
 
 impl TimeSource for ManualClock {
     fn wall_ms(&self) -> i64 {
         self.wall.load(Ordering::SeqCst) * 1000
     }
-    fn elapsed_ms(&self) -> i64 {
-        self.elapsed.load(Ordering::SeqCst) * 1000
+    fn elapsed_ns(&self) -> i64 {
+        self.elapsed.load(Ordering::SeqCst) * 1_000_000_000
     }
 }
 
@@ -122,30 +144,21 @@ impl TimeSource for SystemSource {
     fn wall_ms(&self) -> i64 {
         Self::wall_ms_now()
     }
-    fn elapsed_ms(&self) -> i64 {
+    fn elapsed_ns(&self) -> i64 {
         #[cfg(any(target_os = "linux", target_os = "android"))]
         {
             // Through libc (not a raw vDSO call), so it also runs under valgrind.
-            match nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME) {
-                Ok(t) => t.tv_sec() * 1000 + t.tv_nsec() / 1_000_000,
-                Err(_) => {
-                    static START: std::sync::OnceLock<std::time::Instant> =
-                        std::sync::OnceLock::new();
-                    START
-                        .get_or_init(std::time::Instant::now)
-                        .elapsed()
-                        .as_millis() as i64
-                }
+            if let Ok(t) = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME) {
+                return t.tv_sec() * 1_000_000_000 + t.tv_nsec();
             }
         }
-        #[cfg(not(any(target_os = "linux", target_os = "android")))]
-        {
-            static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-            START
-                .get_or_init(std::time::Instant::now)
-                .elapsed()
-                .as_millis() as i64
-        }
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        START
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_nanos()
+            .try_into()
+            .unwrap_or(i64::MAX)
     }
 }
 
@@ -165,11 +178,68 @@ struct Anchor {
     forward_ms: i64,
 }
 
+/// The anchor, read on every decision and written about once a second (by
+/// the one reader holding `SteadyClock::moving`): a sequence lock over atomics,
+/// so a read is a few plain loads, where a swapped pointer's costs two atomic
+/// read-modify-writes.
+#[derive(Debug)]
+struct AnchorCell {
+    /// Odd while a write is under way.
+    seq: AtomicU64,
+    elapsed_ms: AtomicI64,
+    own_ms: AtomicI64,
+    offset_ms: AtomicI64,
+    forward_ms: AtomicI64,
+}
+
+impl AnchorCell {
+    fn new(a: Anchor) -> Self {
+        AnchorCell {
+            seq: AtomicU64::new(0),
+            elapsed_ms: AtomicI64::new(a.elapsed_ms),
+            own_ms: AtomicI64::new(a.own_ms),
+            offset_ms: AtomicI64::new(a.offset_ms),
+            forward_ms: AtomicI64::new(a.forward_ms),
+        }
+    }
+
+    fn read(&self) -> Anchor {
+        loop {
+            let before = self.seq.load(Ordering::Acquire);
+            if before.is_multiple_of(2) {
+                let a = Anchor {
+                    elapsed_ms: self.elapsed_ms.load(Ordering::Relaxed),
+                    own_ms: self.own_ms.load(Ordering::Relaxed),
+                    offset_ms: self.offset_ms.load(Ordering::Relaxed),
+                    forward_ms: self.forward_ms.load(Ordering::Relaxed),
+                };
+                fence(Ordering::Acquire);
+                if self.seq.load(Ordering::Relaxed) == before {
+                    return a;
+                }
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    /// Only under `SteadyClock::moving` (one writer at a time).
+    fn write(&self, a: Anchor) {
+        let seq = self.seq.load(Ordering::Relaxed);
+        self.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
+        fence(Ordering::Release);
+        self.elapsed_ms.store(a.elapsed_ms, Ordering::Relaxed);
+        self.own_ms.store(a.own_ms, Ordering::Relaxed);
+        self.offset_ms.store(a.offset_ms, Ordering::Relaxed);
+        self.forward_ms.store(a.forward_ms, Ordering::Relaxed);
+        self.seq.store(seq.wrapping_add(2), Ordering::Release);
+    }
+}
+
 /// The production clock: see the module's description.
 #[derive(Debug)]
 pub struct SteadyClock<S: TimeSource> {
     src: S,
-    anchor: arc_swap::ArcSwap<Anchor>,
+    anchor: AnchorCell,
     /// Held by the reader that checks the wall clock (others never wait for it).
     moving: Mutex<()>,
     /// The largest values handed out (seconds): neither reading goes back.
@@ -188,7 +258,7 @@ impl<S: TimeSource> SteadyClock<S> {
     pub fn over(src: S) -> Self {
         let (wall, elapsed) = (src.wall_ms(), src.elapsed_ms());
         SteadyClock {
-            anchor: arc_swap::ArcSwap::from_pointee(Anchor {
+            anchor: AnchorCell::new(Anchor {
                 elapsed_ms: elapsed,
                 own_ms: wall,
                 offset_ms: 0,
@@ -207,8 +277,12 @@ impl<S: TimeSource> SteadyClock<S> {
     /// read also looks at the wall clock, follows its slewing and notes a
     /// step (so a step is seen within a second, and own time never jumps).
     fn own_ms(&self) -> (i64, i64) {
-        let a = **self.anchor.load();
-        let elapsed = self.src.elapsed_ms();
+        self.own_ms_at(self.src.elapsed_ms())
+    }
+
+    /// [`SteadyClock::own_ms`] at an elapsed-time reading just taken.
+    fn own_ms_at(&self, elapsed: i64) -> (i64, i64) {
+        let a = self.anchor.read();
         let expected = a.own_ms + (elapsed - a.elapsed_ms);
         if elapsed - a.elapsed_ms < CHECK_MS {
             return (expected, a.forward_ms);
@@ -217,7 +291,7 @@ impl<S: TimeSource> SteadyClock<S> {
         let Ok(_g) = self.moving.try_lock() else {
             return (expected, a.forward_ms);
         };
-        let cur = **self.anchor.load();
+        let cur = self.anchor.read();
         if cur.elapsed_ms != a.elapsed_ms || cur.offset_ms != a.offset_ms {
             return (cur.own_ms + (elapsed - cur.elapsed_ms), cur.forward_ms);
         }
@@ -246,7 +320,7 @@ impl<S: TimeSource> SteadyClock<S> {
                 forward_ms: a.forward_ms + step.max(0),
             }
         };
-        self.anchor.store(Arc::new(to));
+        self.anchor.write(to);
         (to.own_ms, to.forward_ms)
     }
 }
@@ -276,6 +350,19 @@ impl<S: TimeSource> Clock for SteadyClock<S> {
             never_back(&self.wall_high, (own + forward).div_euclid(1000)),
         )
     }
+    fn stamp(&self) -> i64 {
+        self.src.elapsed_ns()
+    }
+    fn now_wall_stamp(&self) -> (i64, i64, i64) {
+        // One reading of the elapsed-time clock for all three.
+        let stamp = self.src.elapsed_ns();
+        let (own, forward) = self.own_ms_at(stamp.div_euclid(1_000_000));
+        (
+            never_back(&self.own_high, own.div_euclid(1000)),
+            never_back(&self.wall_high, (own + forward).div_euclid(1000)),
+            stamp,
+        )
+    }
     fn steps(&self) -> u64 {
         self.steps.load(Ordering::Relaxed)
     }
@@ -285,8 +372,8 @@ impl<S: TimeSource> TimeSource for Arc<S> {
     fn wall_ms(&self) -> i64 {
         (**self).wall_ms()
     }
-    fn elapsed_ms(&self) -> i64 {
-        (**self).elapsed_ms()
+    fn elapsed_ns(&self) -> i64 {
+        (**self).elapsed_ns()
     }
 }
 
@@ -416,6 +503,56 @@ mod time_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn anchor_reads_are_never_torn() {
+        let cell = Arc::new(AnchorCell::new(Anchor {
+            elapsed_ms: 0,
+            own_ms: 0,
+            offset_ms: 0,
+            forward_ms: 0,
+        }));
+        let writer = {
+            let cell = cell.clone();
+            std::thread::spawn(move || {
+                for i in 1..=200_000 {
+                    cell.write(Anchor {
+                        elapsed_ms: i,
+                        own_ms: i,
+                        offset_ms: -i,
+                        forward_ms: 2 * i,
+                    });
+                }
+            })
+        };
+        let mut last = 0;
+        while !writer.is_finished() {
+            let a = cell.read();
+            assert_eq!(
+                (a.own_ms, a.offset_ms, a.forward_ms),
+                (a.elapsed_ms, -a.elapsed_ms, 2 * a.elapsed_ms)
+            );
+            assert!(a.elapsed_ms >= last, "went back");
+            last = a.elapsed_ms;
+        }
+        writer.join().unwrap();
+        assert_eq!(cell.read().elapsed_ms, 200_000);
+    }
+
+    #[test]
+    fn one_reading_serves_now_wall_and_stamp() {
+        let src = ManualClock::new(1_000);
+        let clock = SteadyClock::over(src.clone());
+        src.advance(5);
+        assert_eq!(clock.now_wall_stamp(), (1_005, 1_005, 5_000_000_000));
+        assert_eq!(clock.stamp(), 5_000_000_000);
+        src.step(100);
+        src.advance(1);
+        let (now, wall, stamp) = clock.now_wall_stamp();
+        assert_eq!((now, stamp), (1_006, 6_000_000_000));
+        assert_eq!(wall, 1_106, "a forward step shows in the wall reading");
+        assert_eq!((now, wall), clock.now_and_wall());
+    }
 
     #[test]
     fn steps_are_absorbed_for_own_time_and_only_forward_ones_for_the_wall() {

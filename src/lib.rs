@@ -22,5 +22,6 @@ pub mod live;
 pub mod metrics;
 pub mod permission;
 pub mod service;
+pub mod snapshot;
 pub mod store;
 pub mod usage;

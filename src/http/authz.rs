@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -451,7 +451,7 @@ fn checked(
     validated: Result<Arc<Identity>, crate::identity::TokenError>,
 ) -> Result<Arc<Identity>, &'static str> {
     let reason = match validated {
-        Ok(id) if !st.revocations.load().is_revoked(&id) => return Ok(id),
+        Ok(id) if !revoked(st, &id) => return Ok(id),
         Ok(id) => {
             // A verified user insisting with revoked tokens counts against the user.
             st.services
@@ -463,6 +463,12 @@ fn checked(
     };
     st.metrics.auth_failures.inc([reason]);
     Err(reason)
+}
+
+/// The identity's token or session was revoked (one plain atomic read while
+/// nothing is).
+fn revoked(st: &Inner, id: &Identity) -> bool {
+    st.revocations.nonempty().is_some_and(|r| r.is_revoked(id))
 }
 
 /// Where the subject's credentials came from (step-up applies to sessions).
@@ -479,7 +485,7 @@ pub enum Source {
 pub fn session_subject(st: &Inner, value: &str, now: i64) -> Result<Arc<Identity>, &'static str> {
     let inactivity = st.config.session.inactivity.as_secs() as i64;
     let reason = match st.sessions.lookup(value, now, inactivity) {
-        Ok(s) if !st.revocations.load().is_revoked(&s.identity) => return Ok(s.identity.clone()),
+        Ok(s) if !revoked(st, &s.identity) => return Ok(s.identity.clone()),
         Ok(_) => "revoked",
         Err(miss) => miss.as_str(),
     };
@@ -603,6 +609,11 @@ pub struct Verdict {
     www_authenticate: Option<&'static str>,
     /// A JSON error body: code and message.
     error: Option<(&'static str, &'static str)>,
+    /// The wall clock's second when it was reached ([`Clock::wall`]): the
+    /// fast path's `Date` (hyper writes its own).
+    ///
+    /// [`Clock::wall`]: crate::clock::Clock::wall
+    pub wall: i64,
 }
 
 const CHALLENGE: &str = "Bearer realm=\"gatehouse\"";
@@ -616,6 +627,7 @@ impl Verdict {
             location: None,
             www_authenticate: None,
             error: None,
+            wall: 0,
         }
     }
 
@@ -761,8 +773,8 @@ fn login_redirect(flavour: Flavour, target: &Target<'_>, login: &str, invalid: b
 
 /// The decision for one request, as the proxy of `flavour` expects it.
 pub async fn answer(st: &AppState, flavour: Flavour, peer: IpAddr, h: &Seen<'_>) -> Verdict {
-    let started = Instant::now();
-    let (now, wall) = st.clock.now_and_wall();
+    // One look at the time to decide with (and to time the decision from).
+    let (now, wall, started) = st.clock.now_wall_stamp();
     // Kept to the end, so that the user's name is borrowed, not its identity cloned.
     let mut subject = Subject::Anonymous;
     let (decision, target, source, detail) =
@@ -810,13 +822,17 @@ pub async fn answer(st: &AppState, flavour: Flavour, peer: IpAddr, h: &Seen<'_>)
         Subject::User(id) => Some(id),
         _ => None,
     };
-    let response = respond(st, flavour, &decision, target.as_ref(), source, h);
+    let mut response = respond(st, flavour, &decision, target.as_ref(), source, h);
+    response.wall = wall;
     st.metrics.decisions.inc([
         flavour.as_str(),
         decision.result(),
         decision.reason().as_str(),
     ]);
-    st.metrics.decision_duration.observe(started.elapsed());
+    let took = st.clock.stamp().saturating_sub(started);
+    st.metrics
+        .decision_duration
+        .observe(Duration::from_nanos(took.try_into().unwrap_or(0)));
     st.usage.record(
         now,
         who.as_ref().map(|id| id.user.as_str()),

@@ -102,7 +102,7 @@ pub async fn serve_connection<S>(
                         let seen = seen_of(&req);
                         let verdict = answer(&st, flavour, peer.ip(), &seen).await;
                         out.clear();
-                        verdict.encode(&mut out, &http_date(), close || stopping);
+                        verdict.encode(&mut out, &http_date(verdict.wall), close || stopping);
                         Step::Answered { len, close }
                     }
                     None => Step::HandOff,
@@ -331,27 +331,25 @@ pub async fn dispatch(
     }
 }
 
-/// The current `Date` header value, formatted once a second per thread.
-fn http_date() -> [u8; 29] {
+/// The `Date` header value for a second of the wall clock (the decision's:
+/// no clock reading of its own), formatted once a second per thread.
+fn http_date(wall: i64) -> [u8; 29] {
     use std::cell::Cell;
     thread_local! {
-        static CACHED: Cell<(u64, [u8; 29])> = const { Cell::new((u64::MAX, [0; 29])) };
+        static CACHED: Cell<(i64, [u8; 29])> = const { Cell::new((i64::MIN, [0; 29])) };
     }
-    let now = std::time::SystemTime::now();
-    let secs = now
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
     CACHED.with(|c| {
         let (at, date) = c.get();
-        if at == secs {
+        if at == wall {
             return date;
         }
         let mut fresh = [0u8; 29];
-        let text = httpdate::fmt_http_date(now);
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(wall.max(0).unsigned_abs());
+        let text = httpdate::fmt_http_date(t);
         if text.len() == fresh.len() {
             fresh.copy_from_slice(text.as_bytes());
         }
-        c.set((secs, fresh));
+        c.set((wall, fresh));
         fresh
     })
 }

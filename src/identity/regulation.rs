@@ -8,9 +8,8 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-use arc_swap::ArcSwap;
-
 use crate::config::RegulationConfig;
+use crate::snapshot::{Emptiness, Sparse};
 use crate::store::Ban;
 
 /// Most addresses and users whose recent failures are remembered at once.
@@ -79,6 +78,12 @@ impl BanSnapshot {
     }
 }
 
+impl Emptiness for BanSnapshot {
+    fn is_empty(&self) -> bool {
+        self.until.is_empty()
+    }
+}
+
 /// The regulator shared by the decision endpoints, the login flow and the API.
 #[derive(Debug)]
 pub struct Regulation {
@@ -87,7 +92,7 @@ pub struct Regulation {
     /// When the counters were last swept of stale entries (a full map is
     /// swept at most once a second, not once per new address).
     last_sweep: std::sync::atomic::AtomicI64,
-    bans: ArcSwap<BanSnapshot>,
+    bans: Sparse<BanSnapshot>,
 }
 
 impl Regulation {
@@ -96,20 +101,22 @@ impl Regulation {
             cfg,
             failures: Mutex::new(HashMap::new()),
             last_sweep: std::sync::atomic::AtomicI64::new(0),
-            bans: ArcSwap::from_pointee(BanSnapshot::from_bans(bans)),
+            bans: Sparse::new(BanSnapshot::from_bans(bans)),
         }
     }
 
-    /// The client address is banned (the hot-path check: one atomic load when
-    /// nothing is banned).
+    /// The client address is banned (the hot-path check: one plain atomic
+    /// read when nothing is banned).
     pub fn ip_banned(&self, ip: IpAddr, now: i64) -> bool {
-        let snap = self.bans.load();
-        !snap.is_empty() && snap.banned(&BanKey::Ip(ip.to_canonical()), now)
+        self.bans
+            .nonempty()
+            .is_some_and(|snap| snap.banned(&BanKey::Ip(ip.to_canonical()), now))
     }
 
     pub fn user_banned(&self, user: &str, now: i64) -> bool {
-        let snap = self.bans.load();
-        !snap.is_empty() && snap.banned(&BanKey::User(user.to_string()), now)
+        self.bans
+            .nonempty()
+            .is_some_and(|snap| snap.banned(&BanKey::User(user.to_string()), now))
     }
 
     /// Replaces the bans in force (from the store).
@@ -119,8 +126,7 @@ impl Regulation {
     }
 
     pub fn load(&self, bans: &[Ban]) {
-        self.bans
-            .store(std::sync::Arc::new(BanSnapshot::from_bans(bans)));
+        self.bans.store(BanSnapshot::from_bans(bans));
     }
 
     /// Counts one refused credential. Returns the ban to record when this one
@@ -179,10 +185,11 @@ impl Regulation {
             lifted_by: None,
         };
         // Effective on the next request, before the store has it.
-        let snap = self.bans.load();
-        let mut until = snap.until.clone();
-        until.insert(key, ban.expires_at);
-        self.bans.store(std::sync::Arc::new(BanSnapshot { until }));
+        self.bans.update(|snap| {
+            let mut until = snap.until.clone();
+            until.insert(key, ban.expires_at);
+            BanSnapshot { until }
+        });
         Some(ban)
     }
 

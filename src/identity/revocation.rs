@@ -71,6 +71,12 @@ impl Revocations {
     }
 }
 
+impl crate::snapshot::Emptiness for Revocations {
+    fn is_empty(&self) -> bool {
+        Revocations::is_empty(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
+use crate::snapshot::Sparse;
 use serde_json::json;
 
 use super::access::{Admin, Permission};
@@ -32,7 +32,7 @@ pub struct Sessions {
     /// The live table the decision path reads.
     table: Arc<SessionTable>,
     /// The revocation snapshot the decision path reads.
-    revocations: Arc<ArcSwap<Revocations>>,
+    revocations: Arc<Sparse<Revocations>>,
     /// `session.inactivity` in seconds.
     inactivity: i64,
     /// How long a revocation is kept (see [`REVOCATION_TTL_SECS`]).
@@ -46,7 +46,7 @@ impl Sessions {
         clock: SharedClock,
         audit: Arc<AuditLog>,
         table: Arc<SessionTable>,
-        revocations: Arc<ArcSwap<Revocations>>,
+        revocations: Arc<Sparse<Revocations>>,
         inactivity: i64,
         local_token_ttl: i64,
     ) -> Self {
@@ -112,8 +112,7 @@ impl Sessions {
     /// expiring).
     pub async fn reload_revocations(&self) -> Result<(), StoreError> {
         let records = self.store.live_revocations(self.clock.wall()).await?;
-        self.revocations
-            .store(Arc::new(Revocations::from_records(&records)));
+        self.revocations.store(Revocations::from_records(&records));
         Ok(())
     }
 
