@@ -40,13 +40,7 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
     /// Nanoseconds on a clock that never steps, from some fixed point: for
     /// durations and for knowing when a second has passed.
     fn stamp(&self) -> i64 {
-        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-        START
-            .get_or_init(std::time::Instant::now)
-            .elapsed()
-            .as_nanos()
-            .try_into()
-            .unwrap_or(i64::MAX)
+        process_ns()
     }
     /// [`Clock::now_and_wall`] and the [`Clock::stamp`] they were read at:
     /// the decision path's one look at the time before it decides.
@@ -55,6 +49,17 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
         let (now, wall) = self.now_and_wall();
         (now, wall, stamp)
     }
+}
+
+/// Nanoseconds since this process first asked (a monotonic clock).
+fn process_ns() -> i64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_nanos()
+        .try_into()
+        .unwrap_or(i64::MAX)
 }
 
 /// The wall clock, read directly (command-line tools; no step handling).
@@ -152,13 +157,7 @@ impl TimeSource for SystemSource {
                 return t.tv_sec() * 1_000_000_000 + t.tv_nsec();
             }
         }
-        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-        START
-            .get_or_init(std::time::Instant::now)
-            .elapsed()
-            .as_nanos()
-            .try_into()
-            .unwrap_or(i64::MAX)
+        process_ns()
     }
 }
 
