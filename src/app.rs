@@ -5,8 +5,6 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-
-use crate::snapshot::Sparse;
 use ipnet::IpNet;
 
 use crate::audit::log::AuditLog;
@@ -21,6 +19,7 @@ use crate::identity::{IssuerHandle, LocalSigner, TokenValidator};
 use crate::metrics::Metrics;
 use crate::service::login::LoginSetup;
 use crate::service::{self, Services};
+use crate::snapshot::Sparse;
 use crate::store::Store;
 use crate::usage::Usage;
 

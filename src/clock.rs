@@ -343,11 +343,8 @@ impl<S: TimeSource> Clock for SteadyClock<S> {
         never_back(&self.wall_high, (own + forward).div_euclid(1000))
     }
     fn now_and_wall(&self) -> (i64, i64) {
-        let (own, forward) = self.own_ms();
-        (
-            never_back(&self.own_high, own.div_euclid(1000)),
-            never_back(&self.wall_high, (own + forward).div_euclid(1000)),
-        )
+        let (now, wall, _) = self.now_wall_stamp();
+        (now, wall)
     }
     fn stamp(&self) -> i64 {
         self.src.elapsed_ns()

@@ -51,10 +51,7 @@ impl<T: Emptiness> Sparse<T> {
     }
 
     pub fn store(&self, value: T) {
-        let _one_writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let nonempty = !value.is_empty();
-        self.value.store(Arc::new(value));
-        self.nonempty.store(nonempty, Ordering::Release);
+        self.update(|_| value);
     }
 
     /// Replaces the value with one made from it, with no other write between.

@@ -66,9 +66,6 @@ impl BanSnapshot {
         }
         BanSnapshot { until }
     }
-    pub fn is_empty(&self) -> bool {
-        self.until.is_empty()
-    }
     /// Bans in force at `now`.
     pub fn in_force(&self, now: i64) -> usize {
         self.until.values().filter(|u| now < **u).count()

@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::snapshot::Sparse;
 use serde_json::json;
 
 use super::access::{Admin, Permission};
@@ -18,6 +17,7 @@ use crate::audit::log::AuditLog;
 use crate::clock::SharedClock;
 use crate::identity::revocation::{Revocations, ANY_ISSUER};
 use crate::identity::session::{LiveSession, SessionTable};
+use crate::snapshot::Sparse;
 use crate::store::{Revocation, RevocationKind, SessionRecord, Store, StoreError};
 
 /// How long a revocation is kept: longer than any access token should live.
