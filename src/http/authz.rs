@@ -200,38 +200,60 @@ impl<'a> Seen<'a> {
     /// as text by the rule of `HeaderValue::to_str` (see [`header_text`]), and
     /// only the values of the names read here are looked at.
     pub fn add(&mut self, name: &[u8], value: &'a [u8]) {
-        let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
-        let slot = match name.len() {
-            6 if is("accept") => &mut self.accept,
-            6 if is("cookie") => {
+        self.put::<false>(Field::of(name), value);
+    }
+
+    /// Adds the value of a header whose name is already known. `VISIBLE`: the
+    /// caller has checked that the value is visible ASCII, spaces and tabs
+    /// (as `http::head` checks every value it reads), so only the UTF-8 view of
+    /// it is left to take.
+    pub(crate) fn put<const VISIBLE: bool>(&mut self, field: Field, value: &'a [u8]) {
+        let text = |v: &'a [u8]| {
+            if VISIBLE {
+                std::str::from_utf8(v).ok()
+            } else {
+                header_text(v)
+            }
+        };
+        let slot = match field {
+            Field::Accept => &mut self.accept,
+            Field::Cookie => {
                 // Cookie values that are not text are skipped, as cookie_value does.
-                if let Some(v) = header_text(value) {
+                if let Some(v) = text(value) {
                     self.cookie.add(Some(v));
                 }
                 return;
             }
-            9 if is("x-real-ip") => &mut self.x_real_ip,
-            13 if is("authorization") => {
+            Field::XRealIp => &mut self.x_real_ip,
+            Field::Authorization => {
                 self.authorization.add(value);
                 return;
             }
-            14 if is("x-original-url") => &mut self.x_original_url,
-            14 if is("sec-fetch-mode") => &mut self.sec_fetch_mode,
-            15 if is("x-forwarded-for") => {
-                self.x_forwarded_for.add(header_text(value));
+            Field::XOriginalUrl => &mut self.x_original_url,
+            Field::SecFetchMode => &mut self.sec_fetch_mode,
+            Field::XForwardedFor => {
+                self.x_forwarded_for.add(text(value));
                 return;
             }
-            15 if is("x-forwarded-uri") => &mut self.x_forwarded_uri,
-            16 if is("x-forwarded-host") => &mut self.x_forwarded_host,
-            16 if is("x-requested-with") => &mut self.x_requested_with,
-            17 if is("x-forwarded-proto") => &mut self.x_forwarded_proto,
-            17 if is("x-original-method") => &mut self.x_original_method,
-            17 if is("sec-websocket-key") => &mut self.sec_websocket_key,
-            18 if is("x-forwarded-method") => &mut self.x_forwarded_method,
-            21 if is("sec-websocket-version") => &mut self.sec_websocket_version,
-            _ => return,
+            Field::XForwardedUri => &mut self.x_forwarded_uri,
+            Field::XForwardedHost => &mut self.x_forwarded_host,
+            Field::XRequestedWith => &mut self.x_requested_with,
+            Field::XForwardedProto => &mut self.x_forwarded_proto,
+            Field::XOriginalMethod => &mut self.x_original_method,
+            Field::SecWebsocketKey => &mut self.sec_websocket_key,
+            Field::XForwardedMethod => &mut self.x_forwarded_method,
+            Field::SecWebsocketVersion => &mut self.sec_websocket_version,
+            Field::ContentLength
+            | Field::TransferEncoding
+            | Field::Upgrade
+            | Field::Expect
+            | Field::Connection
+            | Field::Other => return,
         };
-        slot.add(common_text(value));
+        slot.add(match common(value) {
+            Some(known) => Some(known),
+            None => text(value),
+        });
     }
 
     /// The WebSocket handshake headers that survive every proxy (see PROXY-NOTES).
@@ -284,11 +306,11 @@ pub fn header_text(v: &[u8]) -> Option<&str> {
     }
 }
 
-/// [`header_text`], with the schemes and methods a proxy sends on nearly every
-/// request found by their bytes: on values this short the UTF-8 check runs
-/// byte by byte (~100 instructions a value, measured). Anything else goes
-/// through [`header_text`], so the answer is always the same as its.
-fn common_text(v: &[u8]) -> Option<&str> {
+/// The schemes and methods a proxy sends on nearly every request, found by
+/// their bytes: on values this short the UTF-8 check runs byte by byte (~100
+/// instructions a value, measured). Each is text, so the answer is the same as
+/// [`header_text`]'s.
+fn common(v: &[u8]) -> Option<&'static str> {
     match v {
         b"https" => Some("https"),
         b"http" => Some("http"),
@@ -299,14 +321,122 @@ fn common_text(v: &[u8]) -> Option<&str> {
         b"PATCH" => Some("PATCH"),
         b"DELETE" => Some("DELETE"),
         b"OPTIONS" => Some("OPTIONS"),
-        _ => header_text(v),
+        _ => None,
+    }
+}
+
+/// The header names the decision path tells apart: the ones [`Seen`] reads and
+/// the ones that frame a request (which `http::head` reads). Found once per
+/// header line, by length and then by words compared ignoring ASCII case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Field {
+    Accept,
+    Cookie,
+    XRealIp,
+    Authorization,
+    XOriginalUrl,
+    SecFetchMode,
+    XForwardedFor,
+    XForwardedUri,
+    XForwardedHost,
+    XRequestedWith,
+    XForwardedProto,
+    XOriginalMethod,
+    SecWebsocketKey,
+    XForwardedMethod,
+    SecWebsocketVersion,
+    ContentLength,
+    TransferEncoding,
+    Upgrade,
+    Expect,
+    Connection,
+    /// Any other name (including ones that are not tokens).
+    Other,
+}
+
+impl Field {
+    pub(crate) fn of(name: &[u8]) -> Field {
+        let is = |lower: &[u8]| named(name, lower);
+        match name.len() {
+            6 if is(b"accept") => Field::Accept,
+            6 if is(b"cookie") => Field::Cookie,
+            6 if is(b"expect") => Field::Expect,
+            7 if is(b"upgrade") => Field::Upgrade,
+            9 if is(b"x-real-ip") => Field::XRealIp,
+            10 if is(b"connection") => Field::Connection,
+            13 if is(b"authorization") => Field::Authorization,
+            14 if is(b"x-original-url") => Field::XOriginalUrl,
+            14 if is(b"sec-fetch-mode") => Field::SecFetchMode,
+            14 if is(b"content-length") => Field::ContentLength,
+            15 if is(b"x-forwarded-for") => Field::XForwardedFor,
+            15 if is(b"x-forwarded-uri") => Field::XForwardedUri,
+            16 if is(b"x-forwarded-host") => Field::XForwardedHost,
+            16 if is(b"x-requested-with") => Field::XRequestedWith,
+            17 if is(b"x-forwarded-proto") => Field::XForwardedProto,
+            17 if is(b"x-original-method") => Field::XOriginalMethod,
+            17 if is(b"sec-websocket-key") => Field::SecWebsocketKey,
+            17 if is(b"transfer-encoding") => Field::TransferEncoding,
+            18 if is(b"x-forwarded-method") => Field::XForwardedMethod,
+            21 if is(b"sec-websocket-version") => Field::SecWebsocketVersion,
+            _ => Field::Other,
+        }
+    }
+}
+
+/// `name` is `lower` (at least four lowercase letters and dashes) in any ASCII
+/// case, compared a word at a time: in each word, the letters' case bit is set
+/// in `name` before comparing, which makes exactly an upper- or lowercase
+/// letter equal a lowercase one, and a dash must be a dash. The words overlap
+/// at the end rather than running past it.
+#[inline(always)]
+fn named(name: &[u8], lower: &[u8]) -> bool {
+    debug_assert!(lower.len() >= 4 && lower.iter().all(|b| b.is_ascii_lowercase() || *b == b'-'));
+    let n = lower.len();
+    if name.len() != n {
+        return false;
+    }
+    if n < 4 {
+        return name.eq_ignore_ascii_case(lower);
+    }
+    if n >= 8 {
+        let word = |s: &[u8], i: usize| {
+            u64::from_le_bytes(
+                s.get(i..i + 8)
+                    .and_then(|w| w.try_into().ok())
+                    .unwrap_or([0xff; 8]),
+            )
+        };
+        let mut diff = 0;
+        let mut i = 0;
+        loop {
+            let at = i.min(n - 8);
+            let want = word(lower, at);
+            diff |= (word(name, at) | ((want & 0x4040_4040_4040_4040) >> 1)) ^ want;
+            if at == n - 8 {
+                break;
+            }
+            i += 8;
+        }
+        diff == 0
+    } else {
+        let word = |s: &[u8], i: usize| {
+            u32::from_le_bytes(
+                s.get(i..i + 4)
+                    .and_then(|w| w.try_into().ok())
+                    .unwrap_or([0xff; 4]),
+            )
+        };
+        [0, n.saturating_sub(4)].iter().fold(0, |diff, &at| {
+            let want = word(lower, at);
+            diff | ((word(name, at) | ((want & 0x4040_4040) >> 1)) ^ want)
+        }) == 0
     }
 }
 
 /// Every byte is visible ASCII (0x20..=0x7E) or a tab. No early exit, so the
 /// check runs a vector's width at a time (measured: faster than eight bytes
 /// at a time in a word, or 32-byte blocks with an exit).
-fn visible_ascii(v: &[u8]) -> bool {
+pub(crate) fn visible_ascii(v: &[u8]) -> bool {
     v.iter()
         .fold(true, |ok, &b| ok & ((b == b'\t') | (32..127).contains(&b)))
 }
@@ -1034,7 +1164,83 @@ mod tests {
     }
 
     #[test]
-    fn common_text_is_header_text() {
+    fn names_are_found_in_any_case_and_only_exactly() {
+        let names: [&[u8]; 20] = [
+            b"accept",
+            b"cookie",
+            b"expect",
+            b"upgrade",
+            b"x-real-ip",
+            b"connection",
+            b"authorization",
+            b"x-original-url",
+            b"sec-fetch-mode",
+            b"content-length",
+            b"x-forwarded-for",
+            b"x-forwarded-uri",
+            b"x-forwarded-host",
+            b"x-requested-with",
+            b"x-forwarded-proto",
+            b"x-original-method",
+            b"sec-websocket-key",
+            b"transfer-encoding",
+            b"x-forwarded-method",
+            b"sec-websocket-version",
+        ];
+        let fields: Vec<Field> = names.iter().map(|n| Field::of(n)).collect();
+        assert!(!fields.contains(&Field::Other));
+        for (i, f) in fields.iter().enumerate() {
+            assert!(!fields[..i].contains(f), "{f:?} twice");
+        }
+        // Against the plain rule: every single-byte change of every name (every
+        // byte value), upper and mixed case, and a few lengths around.
+        let plain = |name: &[u8]| {
+            names
+                .iter()
+                .zip(&fields)
+                .find(|(n, _)| name.eq_ignore_ascii_case(n))
+                .map_or(Field::Other, |(_, f)| *f)
+        };
+        for n in names {
+            let upper = n.to_ascii_uppercase();
+            assert_eq!(Field::of(&upper), plain(&upper));
+            let mixed: Vec<u8> = n
+                .iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    if i % 2 == 0 {
+                        b.to_ascii_uppercase()
+                    } else {
+                        *b
+                    }
+                })
+                .collect();
+            assert_eq!(Field::of(&mixed), plain(&mixed));
+            for at in 0..n.len() {
+                for b in 0..=255u8 {
+                    let mut w = n.to_vec();
+                    w[at] = b;
+                    assert_eq!(
+                        Field::of(&w),
+                        plain(&w),
+                        "{:?}",
+                        String::from_utf8_lossy(&w)
+                    );
+                }
+            }
+            assert_eq!(Field::of(&n[..n.len() - 1]), Field::Other);
+            assert_eq!(Field::of(&[n, &b"s"[..]].concat()), Field::Other);
+        }
+        for short in [&b""[..], b"a", b"ab", b"abc", b"-", b"acce"] {
+            assert_eq!(Field::of(short), Field::Other);
+        }
+    }
+
+    #[test]
+    fn common_values_are_header_text() {
+        fn common_text(v: &[u8]) -> Option<&str> {
+            common(v).or_else(|| header_text(v))
+        }
         let listed = [
             "https", "http", "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS",
         ];

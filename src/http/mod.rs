@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod authz;
+pub mod head;
 pub mod login;
 pub mod ops;
 pub mod server;

@@ -1,9 +1,10 @@
 //! Serving one connection. A proxy's keep-alive connection to the decision
 //! endpoints carries one simple request shape, thousands of times a second: a
 //! bodiless HTTP/1.1 request to `/authz/forward` or `/authz/nginx`. Those are
-//! parsed here with `httparse` (the parser hyper itself uses) into a stack
-//! array, decided, and answered from one reusable buffer: no `HeaderMap`, no
-//! per-request task machinery. Anything else — another path, a body, an upgrade,
+//! read in one pass by [`head`](crate::http::head) (a strict subset of what
+//! `httparse`, the parser hyper uses, reads the same way), decided, and
+//! answered from one reusable buffer: no `HeaderMap`, no per-request task
+//! machinery. Anything else — another path, a body, an upgrade,
 //! HTTP/1.0, `Expect`, a head that does not parse — hands the connection, with
 //! the bytes already read, to hyper and axum for the rest of its life, and hyper
 //! answers as it always would (the decision endpoints there give the same
@@ -11,7 +12,6 @@
 
 use std::future::Future;
 use std::io;
-use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -23,7 +23,8 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use crate::app::AppState;
-use crate::http::authz::{answer, header_text, Flavour, Seen};
+use crate::http::authz::{answer, Flavour, Seen};
+use crate::http::head::{self, Head};
 
 /// How long a connection may wait for, or take to send, a request's headers
 /// (on the fast path: a connection that answered nothing for a whole period of
@@ -32,11 +33,6 @@ use crate::http::authz::{answer, header_text, Flavour, Seen};
 /// closes first and never reuses a connection we are closing.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Header lines the fast path parses; a request with more goes to hyper (which
-/// allows 100 and answers 431 beyond).
-const MAX_HEADERS: usize = 64;
-/// Head bytes the fast path waits for; a longer head goes to hyper.
-const MAX_HEAD: usize = 16 * 1024;
 const READ_CHUNK: usize = 4096;
 
 /// What to do with the bytes read so far.
@@ -93,23 +89,22 @@ pub async fn serve_connection<S>(
         let step = if buf.is_empty() {
             Step::NeedMore
         } else {
-            // Left uninitialised: httparse writes only the lines it finds.
-            let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
-            let mut req = httparse::Request::new(&mut []);
-            match req.parse_with_uninit_headers(&buf, &mut headers) {
-                Ok(httparse::Status::Complete(len)) => match fast_request(&req) {
-                    Some((flavour, close)) => {
-                        let seen = seen_of(&req);
-                        let verdict = answer(&st, flavour, peer.ip(), &seen).await;
-                        out.clear();
-                        verdict.encode(&mut out, &http_date(verdict.wall), close || stopping);
-                        Step::Answered { len, close }
-                    }
-                    None => Step::HandOff,
-                },
-                Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => Step::NeedMore,
-                // Malformed, too many headers, too long: hyper answers those.
-                _ => Step::HandOff,
+            let mut seen = Seen::default();
+            match head::read(&buf, &mut seen) {
+                Head::Decision {
+                    len,
+                    flavour,
+                    close,
+                } => {
+                    let verdict = answer(&st, flavour, peer.ip(), &seen).await;
+                    out.clear();
+                    verdict.encode(&mut out, &http_date(verdict.wall), close || stopping);
+                    Step::Answered { len, close }
+                }
+                Head::Partial => Step::NeedMore,
+                // Another request, a body, a head too long or malformed:
+                // hyper answers those.
+                Head::Other => Step::HandOff,
             }
         };
         match step {
@@ -210,16 +205,6 @@ pub async fn serve_connection<S>(
     }
 }
 
-/// The headers a decision reads, from a parsed head.
-#[inline]
-fn seen_of<'b>(req: &httparse::Request<'_, 'b>) -> Seen<'b> {
-    let mut seen = Seen::default();
-    for h in req.headers.iter() {
-        seen.add(h.name.as_bytes(), h.value);
-    }
-    seen
-}
-
 /// What the fast path makes of one request head, without answering (for the
 /// fuzz targets): `None` when the head is incomplete or goes to the general
 /// server, else the target the decision would be about (or why there is none).
@@ -229,74 +214,13 @@ pub fn read_head<'b>(
     peer: std::net::IpAddr,
     now: i64,
 ) -> Option<Result<crate::decision::Target<'b>, crate::decision::target::TargetError>> {
-    let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut []);
-    match req.parse_with_uninit_headers(buf, &mut headers) {
-        Ok(httparse::Status::Complete(_)) => {
-            let (flavour, _close) = fast_request(&req)?;
-            Some(crate::http::authz::parse_target(
-                flavour,
-                trusted,
-                peer,
-                &seen_of(&req),
-                now,
-            ))
-        }
-        _ => None,
+    let mut seen = Seen::default();
+    match head::read(buf, &mut seen) {
+        Head::Decision { flavour, .. } => Some(crate::http::authz::parse_target(
+            flavour, trusted, peer, &seen, now,
+        )),
+        Head::Partial | Head::Other => None,
     }
-}
-
-/// The fast path takes a complete head only when it is a decision request with
-/// nothing unusual about its framing: HTTP/1.1, a plain method, the exact path
-/// (with at most a plain query), no body, no upgrade, no `Expect`. Returns the
-/// flavour and whether the client asked to close.
-fn fast_request(req: &httparse::Request<'_, '_>) -> Option<(Flavour, bool)> {
-    if req.version != Some(1) {
-        return None;
-    }
-    match req.method? {
-        "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => {}
-        _ => return None,
-    }
-    let target = req.path?;
-    let (path, query) = crate::decision::target::split_query(target);
-    let flavour = decision_endpoint(path)?;
-    if let Some(q) = query {
-        // Only what every URI parser reads the same way.
-        let plain = |b: u8| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:@/?".contains(&b);
-        if !q.bytes().all(plain) {
-            return None;
-        }
-    }
-    let mut close = false;
-    let mut content_length = false;
-    for h in req.headers.iter() {
-        let name = h.name.as_bytes();
-        let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
-        match name.len() {
-            14 if is("content-length") => {
-                if content_length || h.value != b"0" {
-                    return None;
-                }
-                content_length = true;
-            }
-            17 if is("transfer-encoding") => return None,
-            7 if is("upgrade") => return None,
-            6 if is("expect") => return None,
-            10 if is("connection") => {
-                for token in header_text(h.value)?.split(',') {
-                    let token = token.trim();
-                    if token.eq_ignore_ascii_case("close") {
-                        close = true;
-                    } else if !token.eq_ignore_ascii_case("keep-alive") {
-                        return None;
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    Some((flavour, close))
 }
 
 /// The decision endpoint a path names, if any.
