@@ -250,10 +250,7 @@ impl<'a> Seen<'a> {
             | Field::Connection
             | Field::Other => return,
         };
-        slot.add(match common(value) {
-            Some(known) => Some(known),
-            None => text(value),
-        });
+        slot.add(common(value).or_else(|| text(value)));
     }
 
     /// The WebSocket handshake headers that survive every proxy (see PROXY-NOTES).

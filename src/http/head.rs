@@ -158,11 +158,7 @@ fn request_line(line: &[u8]) -> Result<Flavour, Stop> {
         Some(q) => (&target[..q], Some(&target[q + 1..])),
         None => (target, None),
     };
-    let flavour = match path {
-        b"/authz/forward" => Flavour::Forward,
-        b"/authz/nginx" => Flavour::Nginx,
-        _ => return Err(Stop::Other),
-    };
+    let flavour = decision_endpoint(path).ok_or(Stop::Other)?;
     if let Some(q) = query {
         // Only what every URI parser reads the same way.
         let plain = |b: &u8| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:@/?".contains(b);
@@ -171,6 +167,16 @@ fn request_line(line: &[u8]) -> Result<Flavour, Stop> {
         }
     }
     Ok(flavour)
+}
+
+/// The decision endpoint a path names, if any (on the fast path and through
+/// hyper alike).
+pub fn decision_endpoint(path: &[u8]) -> Option<Flavour> {
+    match path {
+        b"/authz/forward" => Some(Flavour::Forward),
+        b"/authz/nginx" => Some(Flavour::Nginx),
+        _ => None,
+    }
 }
 
 /// A field name: one or more token characters (RFC 9110 `tchar`).
@@ -232,11 +238,8 @@ pub fn agrees_with_httparse(buf: &[u8]) -> Result<(), String> {
             }
             let (path, _) =
                 crate::decision::target::split_query(req.path.ok_or("no path for httparse")?);
-            let theirs = match path {
-                "/authz/forward" => Flavour::Forward,
-                "/authz/nginx" => Flavour::Nginx,
-                p => return Err(format!("httparse's path {p:?}")),
-            };
+            let theirs = decision_endpoint(path.as_bytes())
+                .ok_or_else(|| format!("httparse's path {path:?}"))?;
             if flavour != theirs {
                 return Err(format!("{flavour:?}, httparse {theirs:?}"));
             }

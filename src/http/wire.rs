@@ -23,7 +23,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use crate::app::AppState;
-use crate::http::authz::{answer, Flavour, Seen};
+use crate::http::authz::{answer, Seen};
 use crate::http::head::{self, Head};
 
 /// How long a connection may wait for, or take to send, a request's headers
@@ -223,15 +223,6 @@ pub fn read_head<'b>(
     }
 }
 
-/// The decision endpoint a path names, if any.
-fn decision_endpoint(path: &str) -> Option<Flavour> {
-    match path {
-        "/authz/forward" => Some(Flavour::Forward),
-        "/authz/nginx" => Some(Flavour::Nginx),
-        _ => None,
-    }
-}
-
 /// Routes a request that hyper parsed: the decision endpoints directly, the
 /// rest through axum's router with the peer address.
 pub async fn dispatch(
@@ -240,7 +231,7 @@ pub async fn dispatch(
     peer: SocketAddr,
     req: axum::http::Request<hyper::body::Incoming>,
 ) -> Result<axum::response::Response, std::convert::Infallible> {
-    match decision_endpoint(req.uri().path()) {
+    match head::decision_endpoint(req.uri().path().as_bytes()) {
         Some(flavour) => {
             let seen = Seen::from_map(req.headers());
             Ok(answer(&st, flavour, peer.ip(), &seen).await.into_response())
