@@ -57,6 +57,24 @@ pub struct Principal {
     pub header_lines: Box<[u8]>,
 }
 
+/// What a principal is made of (an identity provider's claims, or a stored
+/// session's copy of them), field by field: [`Principal::new`] sorts the
+/// groups and computes the header form.
+#[derive(Debug, Default)]
+pub struct PrincipalParts {
+    pub issuer: String,
+    pub sub: String,
+    /// `Remote-User`; `sub` when absent.
+    pub preferred_username: Option<String>,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    /// Roles and groups, in any order, repeats allowed.
+    pub groups: Vec<String>,
+    pub acr: Option<String>,
+    pub amr: Vec<String>,
+    pub sid: Option<String>,
+}
+
 /// The names of [`Principal::header_values`], in order.
 pub const IDENTITY_HEADERS: [&str; 4] = [
     "remote-user",
@@ -67,32 +85,8 @@ pub const IDENTITY_HEADERS: [&str; 4] = [
 
 impl Identity {
     /// Builds an identity and precomputes its header form.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        issuer: String,
-        sub: String,
-        preferred_username: Option<String>,
-        email: Option<String>,
-        name: Option<String>,
-        groups: Vec<String>,
-        acr: Option<String>,
-        amr: Vec<String>,
-        sid: Option<String>,
-        iat: Option<i64>,
-        exp: i64,
-    ) -> Self {
-        let principal = Principal::new(
-            issuer,
-            sub,
-            preferred_username,
-            email,
-            name,
-            groups,
-            acr,
-            amr,
-            sid,
-        );
-        Identity::of(Arc::new(principal), iat, exp)
+    pub fn new(parts: PrincipalParts, iat: Option<i64>, exp: i64) -> Self {
+        Identity::of(Arc::new(Principal::new(parts)), iat, exp)
     }
 
     /// An identity for a principal already built (shared).
@@ -117,18 +111,18 @@ impl Identity {
 
 impl Principal {
     /// Builds a principal and precomputes its header form.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        issuer: String,
-        sub: String,
-        preferred_username: Option<String>,
-        email: Option<String>,
-        name: Option<String>,
-        mut groups: Vec<String>,
-        acr: Option<String>,
-        amr: Vec<String>,
-        sid: Option<String>,
-    ) -> Self {
+    pub fn new(parts: PrincipalParts) -> Self {
+        let PrincipalParts {
+            issuer,
+            sub,
+            preferred_username,
+            email,
+            name,
+            mut groups,
+            acr,
+            amr,
+            sid,
+        } = parts;
         groups.sort();
         groups.dedup();
         let user = preferred_username.unwrap_or_else(|| sub.clone());
@@ -500,15 +494,17 @@ mod tests {
 
     fn user(name: &str, groups: &[&str], acr: Option<&str>, amr: &[&str]) -> Subject {
         Subject::User(Arc::new(Identity::new(
-            "iss".into(),
-            format!("sub-{name}"),
-            Some(name.into()),
-            Some(format!("{name}@example.com")),
-            Some("A Name".into()),
-            groups.iter().map(|s| s.to_string()).collect(),
-            acr.map(str::to_string),
-            amr.iter().map(|s| s.to_string()).collect(),
-            None,
+            PrincipalParts {
+                issuer: "iss".into(),
+                sub: format!("sub-{name}"),
+                preferred_username: Some(name.into()),
+                email: Some(format!("{name}@example.com")),
+                name: Some("A Name".into()),
+                groups: groups.iter().map(|s| s.to_string()).collect(),
+                acr: acr.map(str::to_string),
+                amr: amr.iter().map(|s| s.to_string()).collect(),
+                sid: None,
+            },
             None,
             2_000,
         )))

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::decision::Principal;
+use crate::decision::{Principal, PrincipalParts};
 
 /// A claim path such as `resource_access.my.client.roles`, pre-split once.
 #[derive(Debug, Clone)]
@@ -107,17 +107,17 @@ pub fn principal_from_claims(
         None | Some(Value::Null) => vec![],
         Some(v) => string_list(v).map_err(|_| ClaimsError::BadClaimType)?,
     };
-    Ok(Principal::new(
-        issuer.to_string(),
+    Ok(Principal::new(PrincipalParts {
+        issuer: issuer.to_string(),
         sub,
-        opt_string(claims, "preferred_username")?.filter(|s| !s.is_empty()),
-        opt_string(claims, "email")?,
-        opt_string(claims, "name")?,
+        preferred_username: opt_string(claims, "preferred_username")?.filter(|s| !s.is_empty()),
+        email: opt_string(claims, "email")?,
+        name: opt_string(claims, "name")?,
         groups,
-        opt_string(claims, "acr")?,
+        acr: opt_string(claims, "acr")?,
         amr,
-        opt_string(claims, "sid")?,
-    ))
+        sid: opt_string(claims, "sid")?,
+    }))
 }
 
 #[cfg(test)]

@@ -686,18 +686,20 @@ impl TokenValidator {
 #[cfg(test)]
 mod cache_tests {
     use super::*;
+    use crate::decision::PrincipalParts;
 
     fn identity(groups: usize) -> Identity {
         Identity::new(
-            "https://issuer.example/realms/main".into(),
-            "0b6f3c2e-5a41-4c6f-9d7e-2f1a8b3c4d5e".into(),
-            Some("alice".into()),
-            Some("alice@example.com".into()),
-            Some("Alice Example".into()),
-            (0..groups).map(|i| format!("group-{i:04}")).collect(),
-            None,
-            vec!["pwd".into()],
-            None,
+            PrincipalParts {
+                issuer: "https://issuer.example/realms/main".into(),
+                sub: "0b6f3c2e-5a41-4c6f-9d7e-2f1a8b3c4d5e".into(),
+                preferred_username: Some("alice".into()),
+                email: Some("alice@example.com".into()),
+                name: Some("Alice Example".into()),
+                groups: (0..groups).map(|i| format!("group-{i:04}")).collect(),
+                amr: vec!["pwd".into()],
+                ..Default::default()
+            },
             Some(1),
             2,
         )

@@ -80,19 +80,15 @@ impl Principals {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decision::PrincipalParts;
 
     fn p(user: &str, groups: &[&str]) -> Principal {
-        Principal::new(
-            "https://issuer.example".into(),
-            user.into(),
-            None,
-            None,
-            None,
-            groups.iter().map(|g| g.to_string()).collect(),
-            None,
-            vec![],
-            None,
-        )
+        Principal::new(PrincipalParts {
+            issuer: "https://issuer.example".into(),
+            sub: user.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            ..Default::default()
+        })
     }
 
     #[test]

@@ -80,18 +80,17 @@ impl crate::snapshot::Emptiness for Revocations {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decision::PrincipalParts;
 
     fn id(user: &str, sid: Option<&str>, iat: Option<i64>) -> Identity {
         Identity::new(
-            "https://idp".into(),
-            format!("sub-{user}"),
-            Some(user.into()),
-            None,
-            None,
-            vec![],
-            None,
-            vec![],
-            sid.map(str::to_string),
+            PrincipalParts {
+                issuer: "https://idp".into(),
+                sub: format!("sub-{user}"),
+                preferred_username: Some(user.into()),
+                sid: sid.map(str::to_string),
+                ..Default::default()
+            },
             iat,
             9_999,
         )

@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::crypto::Sha256;
 
-use crate::decision::Identity;
+use crate::decision::{Identity, PrincipalParts};
 use crate::store::SessionRecord;
 
 /// Bytes of randomness in a session cookie (256 bits; the issue asks for ≥ 128).
@@ -58,15 +58,17 @@ pub struct LiveSession {
 impl LiveSession {
     pub fn from_record(r: &SessionRecord) -> LiveSession {
         let identity = Identity::new(
-            r.issuer.clone(),
-            r.subject.clone(),
-            Some(r.username.clone()),
-            r.email.clone(),
-            r.name.clone(),
-            r.groups.clone(),
-            r.acr.clone(),
-            r.amr.clone(),
-            r.sid.clone(),
+            PrincipalParts {
+                issuer: r.issuer.clone(),
+                sub: r.subject.clone(),
+                preferred_username: Some(r.username.clone()),
+                email: r.email.clone(),
+                name: r.name.clone(),
+                groups: r.groups.clone(),
+                acr: r.acr.clone(),
+                amr: r.amr.clone(),
+                sid: r.sid.clone(),
+            },
             r.auth_time,
             r.expires_at,
         );

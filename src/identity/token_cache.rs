@@ -245,18 +245,15 @@ impl TokenCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decision::PrincipalParts;
 
     fn identity() -> Arc<Identity> {
         Arc::new(Identity::new(
-            "https://issuer.example".into(),
-            "alice".into(),
-            None,
-            None,
-            None,
-            vec![],
-            None,
-            vec![],
-            None,
+            PrincipalParts {
+                issuer: "https://issuer.example".into(),
+                sub: "alice".into(),
+                ..Default::default()
+            },
             None,
             0,
         ))

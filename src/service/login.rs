@@ -16,7 +16,7 @@ use crate::audit::log::AuditLog;
 use crate::audit::NewEntry;
 use crate::clock::SharedClock;
 use crate::config::Secret;
-use crate::decision::Identity;
+use crate::decision::{Identity, PrincipalParts};
 use crate::identity::claims::principal_from_claims;
 use crate::identity::oidc::{
     check_id_token, check_logout_token, token_request, Endpoints, LoginError, TokenSet,
@@ -444,15 +444,17 @@ impl Login {
         }
         let auth_time = id_claims.get("auth_time").and_then(Value::as_i64);
         Ok(Identity::new(
-            base.issuer,
-            base.sub,
-            Some(base.user),
-            base.email,
-            base.name,
-            groups,
-            base.acr,
-            base.amr,
-            base.sid,
+            PrincipalParts {
+                issuer: base.issuer,
+                sub: base.sub,
+                preferred_username: Some(base.user),
+                email: base.email,
+                name: base.name,
+                groups,
+                acr: base.acr,
+                amr: base.amr,
+                sid: base.sid,
+            },
             auth_time,
             expires_at,
         ))
@@ -586,15 +588,17 @@ impl Login {
             };
             (
                 Identity::new(
-                    rec.issuer.clone(),
-                    rec.subject.clone(),
-                    Some(rec.username.clone()),
-                    rec.email.clone(),
-                    rec.name.clone(),
-                    groups,
-                    rec.acr.clone(),
-                    rec.amr.clone(),
-                    rec.sid.clone(),
+                    PrincipalParts {
+                        issuer: rec.issuer.clone(),
+                        sub: rec.subject.clone(),
+                        preferred_username: Some(rec.username.clone()),
+                        email: rec.email.clone(),
+                        name: rec.name.clone(),
+                        groups,
+                        acr: rec.acr.clone(),
+                        amr: rec.amr.clone(),
+                        sid: rec.sid.clone(),
+                    },
                     rec.auth_time,
                     rec.expires_at,
                 ),
