@@ -55,23 +55,29 @@ pub struct LiveSession {
     pub retry_after: AtomicI64,
 }
 
+/// The identity a stored session carries, with `groups` as its roles (the
+/// record's own, or what a refresh at the IdP brought).
+pub fn session_identity(r: &SessionRecord, groups: Vec<String>) -> Identity {
+    Identity::new(
+        PrincipalParts {
+            issuer: r.issuer.clone(),
+            sub: r.subject.clone(),
+            preferred_username: Some(r.username.clone()),
+            email: r.email.clone(),
+            name: r.name.clone(),
+            groups,
+            acr: r.acr.clone(),
+            amr: r.amr.clone(),
+            sid: r.sid.clone(),
+        },
+        r.auth_time,
+        r.expires_at,
+    )
+}
+
 impl LiveSession {
     pub fn from_record(r: &SessionRecord) -> LiveSession {
-        let identity = Identity::new(
-            PrincipalParts {
-                issuer: r.issuer.clone(),
-                sub: r.subject.clone(),
-                preferred_username: Some(r.username.clone()),
-                email: r.email.clone(),
-                name: r.name.clone(),
-                groups: r.groups.clone(),
-                acr: r.acr.clone(),
-                amr: r.amr.clone(),
-                sid: r.sid.clone(),
-            },
-            r.auth_time,
-            r.expires_at,
-        );
+        let identity = session_identity(r, r.groups.clone());
         LiveSession {
             id: r.id.clone(),
             identity: Arc::new(identity),

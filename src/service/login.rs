@@ -23,7 +23,9 @@ use crate::identity::oidc::{
     REFRESH_MARGIN_SECS,
 };
 use crate::identity::seal::{random_token, Sealer};
-use crate::identity::session::{session_id, LiveSession, SessionTable, SESSION_COOKIE_BYTES};
+use crate::identity::session::{
+    session_id, session_identity, LiveSession, SessionTable, SESSION_COOKIE_BYTES,
+};
 use crate::identity::{IssuerHandle, TokenKind, TokenValidator};
 use crate::store::{SessionRecord, SessionUpdate, Store};
 
@@ -586,24 +588,7 @@ impl Login {
             } else {
                 ident.groups.clone()
             };
-            (
-                Identity::new(
-                    PrincipalParts {
-                        issuer: rec.issuer.clone(),
-                        sub: rec.subject.clone(),
-                        preferred_username: Some(rec.username.clone()),
-                        email: rec.email.clone(),
-                        name: rec.name.clone(),
-                        groups,
-                        acr: rec.acr.clone(),
-                        amr: rec.amr.clone(),
-                        sid: rec.sid.clone(),
-                    },
-                    rec.auth_time,
-                    rec.expires_at,
-                ),
-                None,
-            )
+            (session_identity(&rec, groups), None)
         };
         let update = SessionUpdate {
             groups: identity.groups.clone(),
